@@ -1,0 +1,249 @@
+"""The ``breastzoo`` command line: one Typer sub-app per noun, each command a thin wrapper.
+
+Heavy imports (TensorFlow, scikit-image) happen inside commands so ``--help`` is instant.
+Library code raises ``ValueError`` with a message naming the bad value; :func:`_friendly`
+turns those into one red line and exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="breastzoo",
+    help="Breast-cancer histopathology models: train, evaluate, publish, export.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Index datasets, make patient-wise splits, synthesize demo data.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DatasetKind(StrEnum):
+    breakhis = "breakhis"
+    bach = "bach"
+    folder = "folder"
+
+
+class Preset(StrEnum):
+    tiny = "tiny"
+    demo = "demo"
+    full = "full"
+
+
+def _friendly(func: F) -> F:
+    """Report library errors as one line on stderr with exit code 2 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_json(obj: Any) -> None:
+    # Plain print (not rich) so the output is exactly parseable JSON.
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(
+            f"Image size must look like WIDTHxHEIGHT. Received: image_size={text!r}"
+        ) from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"Image size must be positive. Received: image_size={text!r}")
+    return w, h
+
+
+@app.command()
+def version() -> None:
+    """Print breastzoo and framework versions."""
+    from importlib.metadata import version as v
+
+    for pkg in ("breastzoo", "keras", "tensorflow"):
+        try:
+            console.print(f"{pkg} {v(pkg)}")
+        except Exception:  # noqa: BLE001 - a missing optional package is just reported
+            console.print(f"{pkg} (not installed)")
+
+
+@data_app.command("synth")
+@_friendly
+def data_synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the BreaKHis-format tree into.")],
+    preset: Annotated[Preset, typer.Option(help="tiny (tests), demo (make demo), full (7909).")]
+    = Preset.demo,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 0,
+    image_size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of every image.")] = "700x460",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Write the synthetic BreaKHis-format testbed (the built-in demo data)."""
+    from rich.progress import Progress
+
+    from breastzoo.data.synth import synthesize
+
+    size = _parse_size(image_size)
+    with Progress(console=err_console, transient=True, disable=as_json) as progress:
+        task = progress.add_task(f"synthesizing {preset.value}", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = synthesize(out, preset=preset.value, seed=seed, image_size=size,
+                             progress=report)
+    if as_json:
+        _print_json(summary)
+        return
+    console.print(
+        f"Wrote {summary['images']} images of {summary['patients']} patients to "
+        f"{summary['archive']} in {summary['seconds']:.1f} s "
+        "[dim](synthetic testbed, not BreaKHis)[/]"
+    )
+
+
+def _index_table(summary: dict) -> Table:
+    mags = [m for m in summary["by_magnification"]]
+    table = Table(title=f"{summary['dataset']}: {summary['root']}")
+    table.add_column("subtype")
+    for m in mags:
+        table.add_column(m, justify="right")
+    table.add_column("images", justify="right")
+    table.add_column("patients", justify="right")
+    grid = summary["by_subtype_magnification"]
+    for sub, counts in summary["by_subtype"].items():
+        table.add_row(
+            sub,
+            *[str(grid.get(sub, {}).get(m, 0)) for m in mags],
+            str(counts["images"]),
+            str(counts["patients"]),
+        )
+    table.add_section()
+    table.add_row(
+        "total",
+        *[str(summary["by_magnification"][m]["images"]) for m in mags],
+        str(summary["images"]),
+        str(summary["patients"]),
+    )
+    table.add_row(
+        "patients", *[str(summary["by_magnification"][m]["patients"]) for m in mags], "", ""
+    )
+    return table
+
+
+@data_app.command("index")
+@_friendly
+def data_index(
+    root: Annotated[Path, typer.Argument(help="Dataset folder (any level of the tree).")],
+    dataset: Annotated[DatasetKind | None, typer.Option(help="Skip auto-detection.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Index a dataset: images and patients by subtype x magnification, and skipped files."""
+    from breastzoo.data.index import index_dataset
+
+    index = index_dataset(root, dataset.value if dataset else None)
+    summary = index.summary()
+    if as_json:
+        _print_json(summary)
+        return
+    if not index.records:
+        raise ValueError(f"No usable images found. Received: root={str(root)!r}")
+    console.print(_index_table(summary))
+    if summary["converted"]:
+        console.print(f"[yellow]{len(summary['converted'])} image(s) will be converted[/] "
+                      "(see --json 'converted').")
+    if summary["skipped"]:
+        console.print(f"[yellow]{len(summary['skipped'])} file(s) skipped:[/]")
+        for item in summary["skipped"][:20]:
+            console.print(f"  {item['path']}: {item['reason']}", highlight=False)
+        if len(summary["skipped"]) > 20:
+            console.print(f"  ... and {len(summary['skipped']) - 20} more (use --json)")
+
+
+@data_app.command("split")
+@_friendly
+def data_split(
+    root: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    mag: Annotated[str | None, typer.Option(help="Magnification: 40, 100, 200 or 400.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    dataset: Annotated[DatasetKind | None, typer.Option(help="Skip auto-detection.")] = None,
+    kfold: Annotated[int | None, typer.Option(help="Instead: k patient-wise folds.")] = None,
+    folds: Annotated[Path | None, typer.Option(help="Official BreaKHis dsfoldN.txt.")] = None,
+    allow_leak: Annotated[bool, typer.Option(help="Accept a fold file that leaks a patient.")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Patient-wise train/val/test split (70/30, 25% of train as val), or k folds."""
+    from breastzoo.data.index import index_dataset
+    from breastzoo.data.records import normalize_magnification
+    from breastzoo.data.splits import kfold_patients, read_official_fold, split_patients
+
+    magnification = normalize_magnification(mag) if mag is not None else None
+    index = index_dataset(root, dataset.value if dataset else None).filter(magnification)
+    if not index.records:
+        raise ValueError(f"No usable images found. Received: root={str(root)!r}, mag={mag!r}")
+    if kfold is not None:
+        fold_lists = kfold_patients(index.records, k=kfold, seed=seed)
+        result = {
+            "folds": fold_lists,
+            "counts": [len(f) for f in fold_lists],
+            "seed": seed,
+            "magnification": magnification,
+        }
+        if as_json:
+            _print_json(result)
+        else:
+            for i, f in enumerate(fold_lists, start=1):
+                console.print(f"fold {i}: {len(f)} patients: {', '.join(f)}", highlight=False)
+        return
+    if folds is not None:
+        split = read_official_fold(folds, magnification, seed=seed, allow_leak=allow_leak)
+        if split.notes:
+            err_console.print(f"[bold red]WARNING: {split.notes[0]}[/]")
+    else:
+        split = split_patients(index.records, seed=seed)
+    result = split.to_dict(index.records)
+    result["magnification"] = magnification
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(title=f"patient-wise split ({split.source}, seed {seed})")
+    for col in ("part", "patients", "images", "ids"):
+        table.add_column(col)
+    for part in ("train", "val", "test"):
+        c = result["counts"][part]
+        table.add_row(part, str(c["patients"]), str(c.get("images", "")),
+                      ", ".join(result[part]))
+    console.print(table)
+    console.print(f"fingerprint {result['fingerprint']}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
