@@ -1,0 +1,154 @@
+"""Training presets: ``tiny`` (tests), ``demo`` (make demo, CPU) and ``paper`` (paper 000).
+
+A preset is a :class:`TrainConfig`; command-line options override single fields. The config
+is written to every run folder (``config.json``) so a run can be resumed and re-evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+MODELS = (
+    "denet_sanet",
+    "sanet_resize",
+    "random_roi",
+    "oracle_roi",
+    "resnet50_roi",
+    "resnet50_full",
+)
+PRESETS = ("tiny", "demo", "paper")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides the data.
+
+    Args:
+        model: one of :data:`MODELS`.
+        task: ``"subtype"`` (8 classes on BreaKHis) or ``"binary"``.
+        image_size: (width, height) every image is brought to (BreaKHis: 700x460).
+        patch_size: side of a square ROI cropped at full resolution (paper: 112).
+        k: ROIs selected per image (paper: 5).
+        k_max: upper bound on ROIs at test time when the vote is tied.
+        max_steps: DeNet glimpses per image per training iteration (it stops early in the
+            paper once k are selected; a fixed budget keeps the graph static).
+        gamma, t_prime: convergence reward r_c = -log(i_gamma / t_prime) (paper: 0.25, 200).
+        reward: ``"paper"`` (one scalar r_p + r_c per iteration) or ``"per_image"``
+            (adds each image's log-likelihood of its true class on its selected patches).
+        reward_terms: subset of ``("rp", "rc")`` for the -r_p / -r_c ablations.
+        separate_encoders: eqs. 1-3 encoders (False is the -Eq. 3 ablation).
+        init: DeNet init, ``"paper"`` U(-0.01, 0.01) or ``"random"`` N(0, 1).
+        location_std: std of the Gaussian location policy (normalised coordinates).
+        width: base filter count of SaNet (paper-sized: 64).
+        batch_size: images per iteration (paper: 4 for DeNet, i.e. 20 selected patches).
+        epochs: training epochs.
+        steps_per_epoch: cap on iterations per epoch (None: the whole training split).
+        sanet_lr, sanet_decay: SaNet Adam learning rate and per-epoch exponential decay.
+        denet_lr: DeNet Adam learning rate.
+        augment: augmentation policy (``"xu2020"``: rotations and flips, 3x).
+        stain: stain normalisation inside the model (``"reinhard"``, ``"macenko"``, ``"none"``).
+        seed: run seed (weights, sampling, split).
+
+    Example:
+        >>> preset("tiny").patch_size
+        32
+    """
+
+    model: str = "denet_sanet"
+    task: str = "subtype"
+    image_size: tuple[int, int] = (700, 460)
+    patch_size: int = 112
+    k: int = 5
+    k_max: int = 9
+    max_steps: int = 10
+    gamma: float = 0.25
+    t_prime: float = 200.0
+    reward: str = "paper"
+    reward_terms: tuple[str, ...] = ("rp", "rc")
+    separate_encoders: bool = True
+    init: str = "paper"
+    location_std: float = 0.1
+    width: int = 64
+    batch_size: int = 4
+    epochs: int = 30
+    steps_per_epoch: int | None = None
+    sanet_lr: float = 0.01
+    sanet_decay: float = 0.9
+    denet_lr: float = 1e-3
+    augment: str = "xu2020"
+    stain: str = "reinhard"
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"Unknown config field(s). Received: {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> TrainConfig:
+        """Raise ValueError naming the first bad field; return self."""
+        if self.model not in MODELS:
+            raise ValueError(
+                f"Unknown model. Received: model={self.model!r}; expected one of "
+                f"{', '.join(MODELS)}."
+            )
+        if self.task not in ("subtype", "binary"):
+            raise ValueError(f"Unknown task. Received: task={self.task!r}")
+        if self.reward not in ("paper", "per_image"):
+            raise ValueError(f"Unknown reward. Received: reward={self.reward!r}")
+        if not set(self.reward_terms) <= {"rp", "rc"}:
+            raise ValueError(f"Unknown reward term. Received: reward_terms={self.reward_terms}")
+        w, h = self.image_size
+        if self.patch_size > min(w, h):
+            raise ValueError(
+                f"Patch larger than the image. Received: patch_size={self.patch_size} for "
+                f"image_size={w}x{h}"
+            )
+        if not 1 <= self.k <= self.max_steps:
+            raise ValueError(f"Need 1 <= k <= max_steps. Received: k={self.k}, "
+                             f"max_steps={self.max_steps}")
+        if self.k_max < self.k:
+            raise ValueError(f"Need k_max >= k. Received: k_max={self.k_max}, k={self.k}")
+        return self
+
+    def to_dict(self) -> dict:
+        """JSON form (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        for key in ("image_size", "reward_terms"):
+            if key in d and d[key] is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+_PRESETS: dict[str, dict] = {
+    # Seconds on 2 CPU cores, for tests: tiny images, tiny network.
+    "tiny": dict(image_size=(140, 92), patch_size=32, k=3, k_max=5, max_steps=4, width=4,
+                 batch_size=4, epochs=1, steps_per_epoch=3, augment="none", stain="none"),
+    # make demo: minutes on 2 CPU cores at full resolution.
+    "demo": dict(width=16, epochs=8, max_steps=8, batch_size=4, steps_per_epoch=None),
+    # Paper 000's hyper-parameters.
+    "paper": dict(width=64, epochs=60, max_steps=10, batch_size=4),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The named preset as a TrainConfig.
+
+    Raises:
+        ValueError: unknown preset name.
+    """
+    if name not in _PRESETS:
+        raise ValueError(
+            f"Unknown config preset. Received: config={name!r}; expected one of "
+            f"{', '.join(PRESETS)}."
+        )
+    return TrainConfig(**_PRESETS[name])

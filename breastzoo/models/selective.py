@@ -1,0 +1,501 @@
+"""DeNet + SaNet selective attention (paper 000): one Keras model with a custom train_step.
+
+Training (one iteration on a mini-batch of B full-resolution images, ``train_step``):
+
+1. DeNet starts every image at a random location and takes ``max_steps`` glimpses. At step t
+   the patch x_t is cropped at full resolution around l_{t-1}; SaNet (inference mode, no
+   gradient) gives its 128-d features and prediction; DeNet reads the state S_t = C u Z and
+   samples the Bernoulli "select x_t" action and the next location l_t.
+2. The first ``k`` selected patches of each image (the paper stops once k are selected; a fixed
+   glimpse budget keeps the graph static) train SaNet with cross-entropy (eq. 7).
+3. DeNet is trained by REINFORCE with a baseline (eq. 10): loss = -sum_t log pi(a_t) (R - b).
+   ``reward="paper"``: R = r_p + r_c, one scalar per iteration; r_p is the latest validation
+   accuracy and r_c = -log(i_Gamma / T') with i_Gamma the iteration at which validation loss
+   first fell below Gamma (until then the current iteration stands in, so r_c keeps falling
+   while the model has not converged). b is the average reward of past epochs. Both come
+   from :class:`SelectiveRewardCallback`, which reads Keras' per-epoch validation pass (the
+   paper's per-iteration validation would cost a full validation pass per mini-batch).
+   ``reward="per_image"`` adds, per image, the mean log-likelihood SaNet gives the true class
+   on that image's selected patches, and uses a running (EMA) baseline: the paper's scalar
+   tells DeNet *whether* the iteration went well, the per-image term tells it *which* glimpses
+   were informative.
+4. Both networks update every iteration ("co-evolution"), each with its own Adam optimizer.
+
+Inference (``call`` / :meth:`SelectiveAttention.infer`): DeNet starts at the image centre and
+acts deterministically (select if p > 0.5, move to the mean) for ``2 * k_max`` glimpses. The
+selected patches in order (then, if fewer than needed, the unselected ones by decreasing select
+probability) are voted on by SaNet: the first ``k`` decide unless the vote is tied, in which
+case more ROIs are added one at a time (up to ``k_max``) until one class has a strict
+plurality. The returned probabilities are ``(votes + mean patch probabilities) / (n + 1)``,
+whose argmax is the vote winner (mean probabilities only break a tie left at ``k_max``) and
+which still rank images for ROC curves.
+
+Inputs are uint8 or float images in [0, 255], ``[B, H, W, 3]``; scaling (and optional stain
+normalisation) happens inside the model, so a saved model takes raw images.
+
+Example:
+    >>> import numpy as np
+    >>> m = SelectiveAttention(num_classes=2, image_size=(64, 48), patch_size=16, k=3,
+    ...                        k_max=5, max_steps=4, width=2)
+    >>> m(np.zeros((1, 48, 64, 3), "uint8")).shape
+    TensorShape([1, 2])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras import ops
+
+from breastzoo.models.denet import DeNet
+from breastzoo.models.patch_classifiers import make_patch_classifier
+
+__all__ = ["SelectiveAttention", "SelectiveRewardCallback", "vote"]
+
+_EPS = 1e-7
+
+
+def vote(patch_probs: Any, k: int) -> tuple[Any, Any]:
+    """Majority vote over ordered ROIs with the paper's tie-break.
+
+    Args:
+        patch_probs: ``[B, K_max, C]`` SaNet probabilities of the ROIs in selection order.
+        k: ROIs that vote first; on a tie, ROI k+1, k+2, ... join until one class has a strict
+            plurality (or all ``K_max`` have voted).
+
+    Returns:
+        ``(probs [B, C], n_rois [B] int32)``: ``(votes + mean probs) / (n + 1)`` over the
+        first ``n`` ROIs, and ``n``.
+
+    Example:
+        >>> import numpy as np
+        >>> p = np.eye(3, dtype="float32")[[0, 0, 1, 1, 2, 1]][None]  # 2-2-1 tie, then 1
+        >>> probs, n = vote(p, k=5)
+        >>> int(np.argmax(probs[0])), int(n[0])
+        (1, 6)
+    """
+    patch_probs = ops.convert_to_tensor(patch_probs)
+    k_max = patch_probs.shape[1]
+    num_classes = patch_probs.shape[2]
+    if not 1 <= k <= k_max:
+        raise ValueError(f"Need 1 <= k <= K_max. Received: k={k}, K_max={k_max}")
+    onehot = ops.one_hot(ops.argmax(patch_probs, axis=-1), num_classes)
+    counts = ops.cumsum(onehot, axis=1)  # [B, K_max, C] votes after j+1 ROIs
+    top = ops.max(counts, axis=-1, keepdims=True)
+    n_top = ops.sum(ops.cast(ops.equal(counts, top), "int32"), axis=-1)  # [B, K_max]
+    decisive = ops.equal(n_top, 1)[:, k - 1 :]
+    # First decisive position at or after k; the last one if none is.
+    any_decisive = ops.any(decisive, axis=1)
+    first = ops.argmax(ops.cast(decisive, "int32"), axis=1)
+    idx = ops.where(any_decisive, first + (k - 1), k_max - 1)
+    pick = ops.one_hot(idx, k_max)[..., None]  # [B, K_max, 1]
+    n = ops.cast(idx + 1, patch_probs.dtype)[:, None]
+    final_counts = ops.sum(counts * pick, axis=1)
+    mean_probs = ops.sum(ops.cumsum(patch_probs, axis=1) * pick, axis=1) / n
+    return (final_counts + mean_probs) / (n + 1.0), ops.cast(idx + 1, "int32")
+
+
+@keras.saving.register_keras_serializable(package="breastzoo")
+class SelectiveAttention(keras.Model):
+    """DeNet (hard attention) + a patch classifier (SaNet by default), trained jointly.
+
+    Args:
+        num_classes: number of classes.
+        image_size: (width, height) of the input images (BreaKHis: 700x460).
+        patch_size: side of the square ROIs, cropped at full resolution (paper: 112).
+        k: ROIs selected per image for training and voting (paper: 5).
+        k_max: most ROIs used at inference when the vote is tied.
+        max_steps: DeNet glimpses per image per training iteration.
+        width: classifier width (SaNet bottleneck width).
+        feature_dim: classifier feature size read by DeNet (paper: 128).
+        classifier: ``"sanet"`` or ``"resnet50"`` (the -S.A ablation).
+        gamma, t_prime: convergence reward parameters (paper: 0.25, 200).
+        reward: ``"paper"`` or ``"per_image"`` (see module docstring).
+        reward_terms: which of ``"rp"``, ``"rc"`` enter R (ablations -r_p, -r_c).
+        separate_encoders: DeNet eqs. 1-3 (False: the -Eq. 3 ablation).
+        init: DeNet initialisation, ``"paper"`` or ``"random"``.
+        location_std: std of DeNet's Gaussian location policy.
+        stain: ``"none"`` or a stain-normalisation method applied inside the model.
+        class_names: optional class names, recorded as the input contract.
+        magnification: optional magnification the model was trained for (contract).
+        seed: seed for sampling.
+        **kwargs: passed to ``keras.Model``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: tuple[int, int] = (700, 460),
+        patch_size: int = 112,
+        k: int = 5,
+        k_max: int = 9,
+        max_steps: int = 10,
+        width: int = 16,
+        feature_dim: int = 128,
+        classifier: str = "sanet",
+        gamma: float = 0.25,
+        t_prime: float = 200.0,
+        reward: str = "paper",
+        reward_terms: tuple[str, ...] | list[str] = ("rp", "rc"),
+        separate_encoders: bool = True,
+        init: str = "paper",
+        location_std: float = 0.1,
+        stain: str = "none",
+        class_names: list[str] | None = None,
+        magnification: str | None = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.patch_size = int(patch_size)
+        self.k, self.k_max, self.max_steps = int(k), int(k_max), int(max_steps)
+        if not 1 <= self.k <= min(self.k_max, self.max_steps):
+            raise ValueError(
+                f"Need 1 <= k <= min(k_max, max_steps). Received: k={k}, k_max={k_max}, "
+                f"max_steps={max_steps}"
+            )
+        if self.patch_size > min(self.image_size):
+            raise ValueError(
+                f"Patch larger than the image. Received: patch_size={patch_size}, "
+                f"image_size={self.image_size}"
+            )
+        if reward not in ("paper", "per_image"):
+            raise ValueError(f"Unknown reward. Received: reward={reward!r}")
+        self.reward_terms = tuple(reward_terms)
+        if not set(self.reward_terms) <= {"rp", "rc"}:
+            raise ValueError(f"Unknown reward term. Received: reward_terms={reward_terms!r}")
+        self.width, self.feature_dim = int(width), int(feature_dim)
+        self.classifier_name = classifier
+        self.gamma, self.t_prime = float(gamma), float(t_prime)
+        self.reward = reward
+        self.separate_encoders, self.init = bool(separate_encoders), init
+        self.location_std = float(location_std)
+        self.stain = stain
+        self.class_names = list(class_names) if class_names else None
+        self.magnification = magnification
+        self.seed = int(seed)
+
+        self.classifier = make_patch_classifier(
+            classifier, num_classes, width=width, feature_dim=feature_dim, patch_size=patch_size
+        )
+        self.denet = DeNet(
+            num_classes,
+            feature_dim=feature_dim,
+            separate_encoders=separate_encoders,
+            init=init,
+            loc_std=location_std,
+            max_iterations=max(1, int(t_prime)),
+            seed=seed,
+        )
+        self.preprocess = _make_preprocess(stain)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.denet_optimizer: keras.optimizers.Optimizer | None = None
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in (
+                "loss",
+                "accuracy",
+                "denet_loss",
+                "reward",
+                "baseline",
+                "select_rate",
+                "entropy",
+            )
+        }
+
+    # ------------------------------------------------------------------ Keras plumbing
+
+    def build(self, input_shape: tuple) -> None:
+        ps = self.patch_size
+        self.classifier.build((None, ps, ps, 3))
+        self.denet.build((None, self.denet.state_dim))
+        if self.preprocess is not None:
+            self.preprocess.build((None, self.image_size[1], self.image_size[0], 3))
+
+        def state(name: str, value: float) -> keras.Variable:
+            return self.add_weight(
+                shape=(),
+                initializer=keras.initializers.Constant(value),
+                trainable=False,
+                name=name,
+            )
+
+        # Training-progress state DeNet reads (Table I) and the reward bookkeeping; weights,
+        # so checkpoints and resume carry them.
+        self.avg_train_loss = state("avg_train_loss", math.log(self.num_classes))
+        self.best_val_accuracy = state("best_val_accuracy", 0.0)
+        self.last_val_accuracy = state("last_val_accuracy", 0.0)
+        self.iteration = state("iteration", 0.0)
+        self.i_gamma = state("i_gamma", 0.0)  # 0 = validation loss not yet below Gamma
+        self.baseline = state("baseline", 0.0)
+        self.epochs_seen = state("epochs_seen", 0.0)
+        super().build(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            image_size=list(self.image_size),
+            patch_size=self.patch_size,
+            k=self.k,
+            k_max=self.k_max,
+            max_steps=self.max_steps,
+            width=self.width,
+            feature_dim=self.feature_dim,
+            classifier=self.classifier_name,
+            gamma=self.gamma,
+            t_prime=self.t_prime,
+            reward=self.reward,
+            reward_terms=list(self.reward_terms),
+            separate_encoders=self.separate_encoders,
+            init=self.init,
+            location_std=self.location_std,
+            stain=self.stain,
+            class_names=self.class_names,
+            magnification=self.magnification,
+            seed=self.seed,
+        )
+        return config
+
+    def compile(
+        self,
+        optimizer: Any = None,
+        denet_optimizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Compile with one optimizer per network.
+
+        Args:
+            optimizer: the classifier's optimizer (paper: Adam, lr 0.01, decayed per epoch).
+            denet_optimizer: DeNet's optimizer (paper: Adam, lr 1e-3).
+            **kwargs: passed to ``keras.Model.compile`` (losses and metrics are built in).
+        """
+        super().compile(optimizer=optimizer or keras.optimizers.Adam(0.01), **kwargs)
+        self.denet_optimizer = denet_optimizer or keras.optimizers.Adam(1e-3)
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self.trackers.values())
+
+    # ------------------------------------------------------------------ geometry
+
+    def _scale(self, images: Any) -> Any:
+        if not self.built:
+            self.build(tuple(images.shape))
+        x = ops.cast(images, "float32")
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        return x / 255.0
+
+    def _corners(self, loc: Any) -> Any:
+        """Top-left pixel (y0, x0) of the patch DeNet's loc in [0, 1]^2 points at; loc 0 and 1
+        put the patch flush with the image border, so every patch lies inside the image."""
+        width, height = self.image_size
+        span = ops.convert_to_tensor([float(height - self.patch_size),
+                                      float(width - self.patch_size)])
+        return ops.round(ops.clip(loc, 0.0, 1.0) * span)
+
+    def boxes(self, loc: Any) -> Any:
+        """Pixel boxes ``(y0, x0, y1, x1)`` of patches whose DeNet locations are ``loc``."""
+        corner = self._corners(loc)
+        ps = float(self.patch_size)
+        return ops.concatenate([corner, corner + ps], axis=-1)
+
+    def _crop(self, x: Any, loc: Any) -> Any:
+        from breastzoo.data.pipeline import crop_at
+
+        centre = self._corners(loc) + float(self.patch_size // 2)
+        patches = crop_at(x, centre[:, None, :], self.patch_size, normalized=False,
+                          border="clamp")
+        return patches[:, 0]
+
+    # ------------------------------------------------------------------ rollout
+
+    def _rollout(self, x: Any, labels: Any, steps: int, training: bool) -> dict[str, Any]:
+        """Run DeNet for ``steps`` glimpses; classifier in inference mode (no gradient)."""
+        batch = ops.shape(x)[0]
+        loc = self.denet.initial_location(
+            batch, "random" if training else "center", self.seed_generator
+        )
+        lstm_state = self.denet.initial_state(batch)
+        out: dict[str, list] = {
+            k: [] for k in ("patch", "probs", "p", "select", "loc", "logp", "entropy")
+        }
+        for _ in range(steps):
+            patch = self._crop(x, loc)
+            feats, probs = self.classifier.features_and_probs(patch, training=False)
+            feats, probs = ops.stop_gradient(feats), ops.stop_gradient(probs)
+            pred = ops.argmax(probs, axis=-1)
+            s = self.denet.make_state(
+                feats,
+                self.avg_train_loss,
+                self.best_val_accuracy,
+                self.iteration,
+                pred,
+                labels,
+                loc,
+            )
+            p, mu, lstm_state = self.denet.step(s, lstm_state, training=training)
+            select, next_loc, logp = self.denet.sample(
+                p, mu, self.seed_generator, deterministic=not training
+            )
+            for key, value in (
+                ("patch", patch),
+                ("probs", probs),
+                ("p", p),
+                ("select", select),
+                ("loc", loc),
+                ("logp", logp),
+                ("entropy", self.denet.entropy(p)),
+            ):
+                out[key].append(value)
+            loc = next_loc
+        return {key: ops.stack(values, axis=1) for key, values in out.items()}
+
+    def infer(self, images: Any) -> dict[str, Any]:
+        """Deterministic inference with ROIs.
+
+        Args:
+            images: ``[B, H, W, 3]`` uint8 (or float in [0, 255]) at ``image_size``.
+
+        Returns:
+            Dict with ``probs`` ``[B, C]``, ``boxes`` ``[B, k_max, 4]`` pixel
+            ``(y0, x0, y1, x1)`` of the ROIs in voting order, ``n_rois`` ``[B]`` (how many of
+            them voted), ``patch_probs`` ``[B, k_max, C]`` and ``select_prob`` ``[B, k_max]``.
+        """
+        x = self._scale(images)
+        steps = max(2 * self.k_max, self.max_steps)
+        r = self._rollout(x, None, steps, training=False)
+        # Selected glimpses first, in order; then the rest by decreasing select probability.
+        t = ops.cast(ops.arange(steps), "float32")[None, :]
+        priority = ops.where(r["select"] > 0.5, t, steps + (1.0 - r["p"]))
+        order = ops.argsort(priority, axis=1)[:, : self.k_max]
+        take = ops.one_hot(order, steps)  # [B, k_max, steps]
+        patch_probs = ops.einsum("bks,bsc->bkc", take, r["probs"])
+        locs = ops.einsum("bks,bsc->bkc", take, r["loc"])
+        probs, n_rois = vote(patch_probs, self.k)
+        return {
+            "probs": probs,
+            "boxes": self.boxes(locs),
+            "n_rois": n_rois,
+            "patch_probs": patch_probs,
+            "select_prob": ops.einsum("bks,bs->bk", take, r["p"]),
+        }
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        return self.infer(inputs)["probs"]
+
+    # ------------------------------------------------------------------ training
+
+    def _scalar_reward(self) -> Any:
+        r = 0.0
+        if "rp" in self.reward_terms:
+            r = r + self.last_val_accuracy
+        if "rc" in self.reward_terms:
+            i_gamma = ops.where(self.i_gamma > 0, self.i_gamma, self.iteration + 1.0)
+            r = r - ops.log(ops.maximum(i_gamma, 1.0) / self.t_prime)
+        return ops.convert_to_tensor(r, "float32")
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        images, labels = data[0], data[1]
+        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        x = self._scale(images)
+        batch = ops.shape(x)[0]
+        steps, ps = self.max_steps, self.patch_size
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+
+        with tf.GradientTape(persistent=True) as tape:
+            r = self._rollout(x, labels, steps, training=True)
+            # The first k selected glimpses of each image train the classifier.
+            keep = r["select"] * ops.cast(ops.cumsum(r["select"], axis=1) <= self.k, "float32")
+            patches = ops.reshape(r["patch"], (-1, ps, ps, 3))
+            probs = self.classifier(patches, training=True)
+            probs = ops.reshape(probs, (batch, steps, self.num_classes))
+            true = ops.one_hot(labels, self.num_classes)[:, None, :]
+            log_true = ops.log(ops.clip(ops.sum(probs * true, axis=-1), _EPS, 1.0))  # [B, T]
+            n_keep = ops.sum(keep)
+            # Keras scales only its built-in losses under tf.distribute; ours by hand.
+            sanet_loss = -ops.sum(keep * log_true) / ops.maximum(n_keep, 1.0) / replicas
+
+            reward = self._scalar_reward() * ops.ones((batch,))
+            if self.reward == "per_image":
+                per_img = ops.sum(keep * ops.stop_gradient(log_true), axis=1)
+                n_img = ops.sum(keep, axis=1)
+                chance = -math.log(self.num_classes)
+                reward = reward + ops.where(n_img > 0, per_img / ops.maximum(n_img, 1.0), chance)
+            advantage = ops.stop_gradient(reward - self.baseline)
+            denet_loss = -ops.mean(ops.sum(r["logp"], axis=1) * advantage) / replicas
+
+        cls_vars = self.classifier.trainable_variables
+        self.optimizer.apply(tape.gradient(sanet_loss, cls_vars), cls_vars)
+        den_vars = self.denet.trainable_variables
+        self.denet_optimizer.apply(tape.gradient(denet_loss, den_vars), den_vars)
+        del tape
+
+        # Bookkeeping DeNet reads next iteration.
+        it = self.iteration + 1.0
+        loss_value = sanet_loss * replicas
+        self.avg_train_loss.assign(self.avg_train_loss + (loss_value - self.avg_train_loss) / it)
+        self.iteration.assign(it)
+        if self.reward == "per_image":
+            self.baseline.assign(0.95 * self.baseline + 0.05 * ops.mean(reward))
+
+        correct = ops.cast(ops.equal(ops.argmax(probs, axis=-1), labels[:, None]), "float32")
+        self.trackers["loss"].update_state(loss_value)
+        self.trackers["accuracy"].update_state(ops.sum(keep * correct) / ops.maximum(n_keep, 1.0))
+        self.trackers["denet_loss"].update_state(denet_loss * replicas)
+        self.trackers["reward"].update_state(ops.mean(reward))
+        self.trackers["baseline"].update_state(self.baseline)
+        self.trackers["select_rate"].update_state(ops.mean(r["select"]))
+        self.trackers["entropy"].update_state(ops.mean(r["entropy"]))
+        return {name: m.result() for name, m in self.trackers.items()}
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        images, labels = data[0], data[1]
+        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        out = self.infer(images)
+        true = ops.one_hot(labels, self.num_classes)
+        nll = -ops.log(ops.clip(ops.sum(out["probs"] * true, axis=-1), _EPS, 1.0))
+        correct = ops.cast(ops.equal(ops.argmax(out["probs"], axis=-1), labels), "float32")
+        self.trackers["loss"].update_state(ops.mean(nll))
+        self.trackers["accuracy"].update_state(ops.mean(correct))
+        return {name: self.trackers[name].result() for name in ("loss", "accuracy")}
+
+
+def _make_preprocess(stain: str) -> keras.layers.Layer | None:
+    if stain == "none":
+        return None
+    from breastzoo.data.stain import StainNormalization
+
+    return StainNormalization(method=stain)
+
+
+class SelectiveRewardCallback(keras.callbacks.Callback):
+    """Feeds the validation pass into DeNet's reward and state after every epoch.
+
+    Sets r_p (latest validation accuracy), the best validation accuracy (Table I), i_Gamma
+    (the iteration at which validation loss first fell below Gamma) and, for the paper's
+    reward, the baseline b = mean reward of past epochs (eq. 10).
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        model = self.model
+        val_acc = logs.get("val_accuracy")
+        val_loss = logs.get("val_loss")
+        if val_acc is not None:
+            model.last_val_accuracy.assign(float(val_acc))
+            model.best_val_accuracy.assign(max(float(model.best_val_accuracy), float(val_acc)))
+        if val_loss is not None and float(model.i_gamma) == 0 and val_loss < model.gamma:
+            model.i_gamma.assign(float(model.iteration))
+        if model.reward == "paper" and "reward" in logs:
+            n = float(model.epochs_seen) + 1.0
+            b = float(model.baseline)
+            model.baseline.assign(b + (float(logs["reward"]) - b) / n)
+        model.epochs_seen.assign(float(model.epochs_seen) + 1.0)

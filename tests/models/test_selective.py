@@ -1,0 +1,145 @@
+"""SelectiveAttention: train_step updates both networks, vote tie-break, inference, round-trip."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from breastzoo.models.selective import SelectiveAttention, SelectiveRewardCallback, vote
+from tests.helpers import assert_keras_roundtrip
+
+W, H = 64, 48
+
+
+def tiny(**kw) -> SelectiveAttention:
+    args = dict(
+        num_classes=3,
+        image_size=(W, H),
+        patch_size=16,
+        k=3,
+        k_max=5,
+        max_steps=4,
+        width=2,
+        feature_dim=8,
+        seed=1,
+    )
+    args.update(kw)
+    return SelectiveAttention(**args)
+
+
+def batch(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (n, H, W, 3), dtype=np.uint8), rng.integers(0, 3, (n,))
+
+
+def test_vote_majority_and_tie_break():
+    eye = np.eye(3, dtype="float32")
+    probs, n = vote(eye[[0, 0, 0, 1, 2, 1]][None], k=5)  # 3-1-1 -> decided at 5
+    assert int(np.argmax(probs[0])) == 0 and int(n[0]) == 5
+    probs, n = vote(eye[[0, 0, 1, 1, 2, 1, 0]][None], k=5)  # 2-2-1 tie -> 6th ROI decides
+    assert int(np.argmax(probs[0])) == 1 and int(n[0]) == 6
+    p = eye[[0, 1, 0, 1]] * 0.6 + 0.1  # tie never resolved: mean probabilities decide
+    p[1, 1] = 0.9
+    p /= p.sum(axis=-1, keepdims=True)
+    probs, n = vote(p[None], k=4)
+    assert int(n[0]) == 4 and int(np.argmax(probs[0])) == 1
+    np.testing.assert_allclose(np.sum(probs, axis=-1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="k=7"):
+        vote(p[None], k=7)
+
+
+def test_train_step_updates_both_networks_with_finite_reward():
+    model = tiny(reward="per_image")
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01), denet_optimizer=keras.optimizers.Adam(0.01)
+    )
+    x, y = batch()
+    model(x)
+    before_cls = [v.numpy().copy() for v in model.classifier.trainable_variables]
+    before_den = [v.numpy().copy() for v in model.denet.trainable_variables]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert any(
+        not np.allclose(a, b.numpy())
+        for a, b in zip(before_cls, model.classifier.trainable_variables, strict=True)
+    )
+    assert any(
+        not np.allclose(a, b.numpy())
+        for a, b in zip(before_den, model.denet.trainable_variables, strict=True)
+    )
+    for key in ("loss", "reward", "baseline", "select_rate", "entropy", "denet_loss"):
+        assert np.isfinite(logs[key]), key
+    assert 0.0 <= logs["select_rate"] <= 1.0
+    assert float(model.iteration) == 1.0
+
+
+def test_paper_reward_terms_and_callback():
+    model = tiny(reward="paper", t_prime=200)
+    model.compile()
+    x, y = batch()
+    model(x)
+    model.iteration.assign(9.0)  # next iteration is 10: r_c = -log(10 / 200)
+    model.last_val_accuracy.assign(0.5)
+    np.testing.assert_allclose(float(model._scalar_reward()), 0.5 - np.log(10 / 200), rtol=1e-5)
+    no_rc = tiny(reward_terms=("rp",))
+    no_rc(x)
+    no_rc.last_val_accuracy.assign(0.5)
+    np.testing.assert_allclose(float(no_rc._scalar_reward()), 0.5)
+
+    cb = SelectiveRewardCallback()
+    cb.set_model(model)
+    cb.on_epoch_end(0, {"val_accuracy": 0.6, "val_loss": 0.2, "reward": 2.0})
+    assert float(model.best_val_accuracy) == pytest.approx(0.6)
+    assert float(model.i_gamma) == 9.0  # val loss fell below Gamma = 0.25 at iteration 9
+    assert float(model.baseline) == pytest.approx(2.0)
+    cb.on_epoch_end(1, {"val_accuracy": 0.4, "val_loss": 0.1, "reward": 4.0})
+    assert float(model.best_val_accuracy) == pytest.approx(0.6)
+    assert float(model.i_gamma) == 9.0  # first time only
+    assert float(model.baseline) == pytest.approx(3.0)  # mean of past epochs' rewards
+
+
+def test_fit_and_evaluate_run():
+    model = tiny()
+    model.compile()
+    x, y = batch(8)
+    hist = model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=2,
+        validation_data=(x, y),
+        verbose=0,
+        callbacks=[SelectiveRewardCallback()],
+    )
+    assert {"loss", "val_accuracy", "reward", "select_rate"} <= set(hist.history)
+    assert float(model.epochs_seen) == 2.0
+
+
+def test_inference_is_deterministic_with_boxes_inside_image():
+    model = tiny()
+    x, _ = batch(2)
+    a, b = model.infer(x), model.infer(x)
+    np.testing.assert_array_equal(a["probs"], b["probs"])
+    boxes = np.asarray(a["boxes"])
+    assert boxes.shape == (2, 5, 4)
+    assert (boxes[..., 0] >= 0).all() and (boxes[..., 2] <= H).all()
+    assert (boxes[..., 1] >= 0).all() and (boxes[..., 3] <= W).all()
+    np.testing.assert_array_equal(boxes[..., 2] - boxes[..., 0], 16)
+    assert set(np.asarray(a["n_rois"]).tolist()) <= {3, 4, 5}
+    np.testing.assert_allclose(np.sum(a["probs"], axis=-1), 1.0, rtol=1e-5)
+
+
+def test_keras_roundtrip(tmp_path):
+    model = tiny(class_names=["a", "b", "c"], magnification="100X")
+    x, _ = batch(2)
+    loaded = assert_keras_roundtrip(model, x, tmp_path)
+    assert loaded.class_names == ["a", "b", "c"]
+
+
+def test_bad_parameters_name_the_value():
+    with pytest.raises(ValueError, match="k=6"):
+        tiny(k=6)
+    with pytest.raises(ValueError, match="patch_size=100"):
+        tiny(patch_size=100)
+    with pytest.raises(ValueError, match="reward='best'"):
+        tiny(reward="best")
