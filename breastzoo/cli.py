@@ -240,6 +240,136 @@ def data_split(
     console.print(f"fingerprint {result['fingerprint']}")
 
 
+class ModelName(StrEnum):
+    denet_sanet = "denet_sanet"
+    sanet_resize = "sanet_resize"
+    random_roi = "random_roi"
+    oracle_roi = "oracle_roi"
+    resnet50_roi = "resnet50_roi"
+    resnet50_full = "resnet50_full"
+
+
+class Task(StrEnum):
+    subtype = "subtype"
+    binary = "binary"
+
+
+class ConfigPreset(StrEnum):
+    tiny = "tiny"
+    demo = "demo"
+    paper = "paper"
+
+
+class Level(StrEnum):
+    patient = "patient"
+    image = "image"
+
+
+@app.command()
+@_friendly
+def fit(
+    dataset: Annotated[DatasetKind, typer.Argument(help="breakhis, bach or folder.")],
+    mag: Annotated[str | None, typer.Option(help="Magnification (BreaKHis): 40/100/200/400.")]
+    = None,
+    data: Annotated[str | None, typer.Option(
+        help="Dataset folder, or 'demo' for the synthetic testbed. Default: $BREASTZOO_DATA, "
+             "then ./data.")] = None,
+    model: Annotated[ModelName, typer.Option(help="Method or baseline.")]
+    = ModelName.denet_sanet,
+    task: Annotated[Task, typer.Option(help="8 subtypes or benign/malignant.")] = Task.subtype,
+    config: Annotated[ConfigPreset, typer.Option(help="Hyper-parameter preset.")]
+    = ConfigPreset.demo,
+    epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, weights and sampling.")] = 0,
+    trials: Annotated[int, typer.Option(help="Repeat with seeds seed..seed+N-1.")] = 1,
+    reward: Annotated[str | None, typer.Option(help="DeNet reward: paper or per_image.")]
+    = None,
+    k: Annotated[int | None, typer.Option(help="ROIs per image.")] = None,
+    patch_size: Annotated[int | None, typer.Option(help="ROI side in pixels.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Start from these weights.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default under runs/).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")]
+    = False,
+) -> None:
+    """Train on a patient-wise split, evaluate on the test patients, write a run folder.
+
+    Re-running the same command resumes an interrupted run from its last epoch.
+    """
+    from breastzoo.configs import preset
+    from breastzoo.training import fit as run_fit
+
+    cfg = preset(config.value).replace(
+        model=model.value, task=task.value, epochs=epochs, seed=seed, reward=reward, k=k,
+        patch_size=patch_size,
+    )
+    log = (lambda msg: err_console.print(msg, highlight=False)) if as_json else (
+        lambda msg: console.print(msg, highlight=False))
+    result = run_fit(
+        dataset.value, data=data, mag=mag, config=cfg, preset=config.value, out=out,
+        trials=trials, weights=str(weights) if weights else None,
+        verbose=0 if as_json else "auto", log=log,
+    )
+    if as_json:
+        _print_json(result)
+        return
+    console.print(f"Run folder: {result['run_dir']}  (metrics.json, confusion_matrix.png, "
+                  "roc.png, overlays/)")
+
+
+@app.command()
+@_friendly
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by breastzoo fit.")],
+    data: Annotated[str | None, typer.Option(help="Data folder, if it moved.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")]
+    = False,
+) -> None:
+    """Re-evaluate a trained run on its test patients."""
+    from breastzoo.evaluation.reports import evaluate_run
+
+    metrics = evaluate_run(run_dir, data=data,
+                           log=(lambda m: err_console.print(m)) if as_json else console.print)
+    if as_json:
+        _print_json(metrics)
+
+
+@app.command()
+@_friendly
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Evaluated run folders.")],
+    level: Annotated[Level, typer.Option(help="Test units: patients or images.")]
+    = Level.patient,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Tabulate runs side by side; Friedman test, then pairwise sign tests (paper 000 F)."""
+    from breastzoo.evaluation.compare import SUMMARY_KEYS, compare_runs
+
+    result = compare_runs(run_dirs, level.value)
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(title=f"{len(result['runs'])} runs, {result['units']} shared {level.value}s")
+    table.add_column("run")
+    for key in SUMMARY_KEYS:
+        table.add_column(key, justify="right")
+    for name, row in result["runs"].items():
+        table.add_row(name, *["-" if row[k] is None else f"{row[k]:.3f}" for k in SUMMARY_KEYS])
+    console.print(table)
+    tests = result["tests"]
+    fried = tests.get("friedman")
+    if fried:
+        console.print(f"Friedman: statistic {fried['statistic']:.3f}, p = {fried['p_value']:.4g}")
+    else:
+        console.print(f"Friedman: {tests.get('friedman_reason', 'not run')}")
+    for pair in tests.get("pairwise", []):
+        console.print(
+            f"  {pair['a']} vs {pair['b']}: {pair['wins']} wins / {pair['losses']} losses / "
+            f"{pair['ties']} ties, p = {pair['p_value']:.4g}"
+            + (f" (adjusted {pair['p_adjusted']:.4g})" if pair.get("p_adjusted") else ""),
+            highlight=False,
+        )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -131,7 +131,7 @@ class TrainConfig:
 
 _PRESETS: dict[str, dict] = {
     # Seconds on 2 CPU cores, for tests: tiny images, tiny network.
-    "tiny": dict(image_size=(140, 92), patch_size=32, k=3, k_max=5, max_steps=4, width=4,
+    "tiny": dict(image_size=(140, 92), patch_size=32, k=3, k_max=3, max_steps=4, width=4,
                  batch_size=4, epochs=1, steps_per_epoch=3, augment="none", stain="none"),
     # make demo: minutes on 2 CPU cores at full resolution.
     "demo": dict(width=16, epochs=8, max_steps=8, batch_size=4, steps_per_epoch=None),

@@ -27,7 +27,8 @@ class ResNetPatchClassifier(keras.Model):
     Args:
         num_classes: output classes.
         feature_dim: size of the ReLU feature layer (DeNet's C).
-        patch_size: side of the square input (>= 32 for ResNet50's five stride-2 stages).
+        patch_size: input side, or ``(height, width)`` (>= 32 for ResNet50's five stride-2
+            stages); ``resnet50_full`` uses the whole 460x700 image.
         weights: optional path to backbone weights.
         **kwargs: passed to ``keras.Model``.
 
@@ -42,19 +43,21 @@ class ResNetPatchClassifier(keras.Model):
         self,
         num_classes: int,
         feature_dim: int = 128,
-        patch_size: int = 112,
+        patch_size: int | tuple[int, int] | list[int] = 112,
         weights: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
-        self.patch_size = int(patch_size)
+        if isinstance(patch_size, int):
+            patch_size = (patch_size, patch_size)
+        self.patch_size = (int(patch_size[0]), int(patch_size[1]))
         self.weights_path = weights
         self.backbone = keras.applications.ResNet50(
             include_top=False,
             weights=None,
-            input_shape=(self.patch_size, self.patch_size, 3),
+            input_shape=(*self.patch_size, 3),
             pooling="avg",
         )
         if weights:
@@ -72,7 +75,7 @@ class ResNetPatchClassifier(keras.Model):
         config.update(
             num_classes=self.num_classes,
             feature_dim=self.feature_dim,
-            patch_size=self.patch_size,
+            patch_size=list(self.patch_size),
             weights=None,  # weights travel in the .keras file, not by path
         )
         return config

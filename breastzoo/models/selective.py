@@ -277,6 +277,11 @@ class SelectiveAttention(keras.Model):
         super().compile(optimizer=optimizer or keras.optimizers.Adam(0.01), **kwargs)
         self.denet_optimizer = denet_optimizer or keras.optimizers.Adam(1e-3)
 
+    def get_compile_config(self) -> None:
+        # Two optimizers do not fit Keras' single-optimizer compile config; a loaded model
+        # is for inference (training resumes from BackupAndRestore weights instead).
+        return None
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())

@@ -1,0 +1,285 @@
+"""Baselines of paper 000's Table V and what users would pick instead.
+
+* :class:`WholeImageClassifier`: the whole image, optionally resized, into one classifier.
+  ``sanet_resize`` (-DeNet: 700x460 resized to 112x112, SaNet) and ``resnet50_full``
+  (keras.applications ResNet50 from scratch on the full 700x460 image, no attention).
+* :class:`PatchVoteClassifier`: k patches per image at full resolution, majority vote.
+  ``random_roi`` (k random crops: Table V's "Random Selection") and ``oracle_roi`` (crops
+  centred inside the ground-truth lesion, synthetic data only: the upper bound hard
+  attention could reach).
+
+All take uint8 (or float [0, 255]) ``[B, H, W, 3]`` images and return class probabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from breastzoo.models.patch_classifiers import make_patch_classifier
+from breastzoo.models.selective import _make_preprocess, vote
+
+__all__ = ["PatchVoteClassifier", "WholeImageClassifier"]
+
+
+@keras.saving.register_keras_serializable(package="breastzoo")
+class WholeImageClassifier(keras.Model):
+    """Classify the whole image with one network (no attention).
+
+    Args:
+        num_classes: output classes.
+        image_size: (width, height) of the inputs.
+        input_size: side the image is resized to (antialiased), or ``None`` for full size.
+        classifier: ``"sanet"`` or ``"resnet50"``.
+        width: SaNet width.
+        feature_dim: feature layer size.
+        stain: stain normalisation inside the model (``"none"``, ``"reinhard"``, ...).
+        class_names, magnification: input contract, recorded only.
+        **kwargs: passed to ``keras.Model``.
+
+    Example:
+        >>> import numpy as np
+        >>> m = WholeImageClassifier(2, image_size=(64, 48), input_size=32, width=2)
+        >>> m(np.zeros((1, 48, 64, 3), "uint8")).shape
+        TensorShape([1, 2])
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: tuple[int, int] = (700, 460),
+        input_size: int | None = 112,
+        classifier: str = "sanet",
+        width: int = 16,
+        feature_dim: int = 128,
+        stain: str = "none",
+        class_names: list[str] | None = None,
+        magnification: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.input_size = None if input_size is None else int(input_size)
+        self.classifier_name = classifier
+        self.width, self.feature_dim = int(width), int(feature_dim)
+        self.stain = stain
+        self.class_names = list(class_names) if class_names else None
+        self.magnification = magnification
+        shape = (
+            (self.input_size, self.input_size)
+            if self.input_size
+            else (self.image_size[1], self.image_size[0])
+        )
+        self._net_shape = shape
+        self.classifier = make_patch_classifier(
+            classifier, num_classes, width=width, feature_dim=feature_dim, patch_size=shape
+        )
+        self.preprocess = _make_preprocess(stain)
+
+    def build(self, input_shape: tuple) -> None:
+        self.classifier.build((None, *self._net_shape, 3))
+        if self.preprocess is not None:
+            self.preprocess.build((None, self.image_size[1], self.image_size[0], 3))
+        super().build(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            image_size=list(self.image_size),
+            input_size=self.input_size,
+            classifier=self.classifier_name,
+            width=self.width,
+            feature_dim=self.feature_dim,
+            stain=self.stain,
+            class_names=self.class_names,
+            magnification=self.magnification,
+        )
+        return config
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        x = ops.cast(inputs, "float32")
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        x = x / 255.0
+        if self.input_size:
+            x = ops.image.resize(x, self._net_shape, interpolation="bilinear", antialias=True)
+        return self.classifier(x, training=training)
+
+    def infer(self, inputs: Any) -> dict[str, Any]:
+        """``{"probs", "boxes", "n_rois"}``; the one "ROI" is the whole image."""
+        probs = self(inputs, training=False)
+        width, height = self.image_size
+        box = ops.convert_to_tensor([[[0.0, 0.0, float(height), float(width)]]])
+        batch = ops.shape(probs)[0]
+        return {
+            "probs": probs,
+            "boxes": ops.tile(box, (batch, 1, 1)),
+            "n_rois": ops.ones((batch,), "int32"),
+        }
+
+
+@keras.saving.register_keras_serializable(package="breastzoo")
+class PatchVoteClassifier(keras.Model):
+    """k full-resolution patches per image, one classifier, majority vote.
+
+    Inputs: images ``[B, H, W, 3]`` (``mode="random"``: centres drawn uniformly) or a dict
+    ``{"images": ..., "centres": [B, k, 2]}`` of pixel (y, x) centres (``mode="oracle"``; the
+    training pipeline samples them inside the lesion mask). Training uses cross-entropy on
+    every patch with the image's label.
+
+    Args:
+        num_classes: output classes.
+        image_size: (width, height) of the inputs.
+        patch_size: patch side.
+        k: patches per image.
+        mode: ``"random"`` or ``"oracle"``.
+        width, feature_dim: SaNet size.
+        stain: stain normalisation inside the model.
+        class_names, magnification: input contract.
+        seed: sampling seed.
+        **kwargs: passed to ``keras.Model``.
+
+    Example:
+        >>> import numpy as np
+        >>> m = PatchVoteClassifier(2, image_size=(64, 48), patch_size=16, k=3, width=2)
+        >>> m(np.zeros((2, 48, 64, 3), "uint8")).shape
+        TensorShape([2, 2])
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: tuple[int, int] = (700, 460),
+        patch_size: int = 112,
+        k: int = 5,
+        mode: str = "random",
+        width: int = 16,
+        feature_dim: int = 128,
+        stain: str = "none",
+        class_names: list[str] | None = None,
+        magnification: str | None = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("random", "oracle"):
+            raise ValueError(f"Unknown mode. Received: mode={mode!r}; expected random, oracle")
+        self.num_classes = int(num_classes)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.patch_size, self.k, self.mode = int(patch_size), int(k), mode
+        self.width, self.feature_dim = int(width), int(feature_dim)
+        self.stain = stain
+        self.class_names = list(class_names) if class_names else None
+        self.magnification = magnification
+        self.seed = int(seed)
+        self.classifier = make_patch_classifier(
+            "sanet", num_classes, width=width, feature_dim=feature_dim, patch_size=patch_size
+        )
+        self.preprocess = _make_preprocess(stain)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape: Any) -> None:
+        self.classifier.build((None, self.patch_size, self.patch_size, 3))
+        if self.preprocess is not None:
+            self.preprocess.build((None, self.image_size[1], self.image_size[0], 3))
+        self.built = True
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            image_size=list(self.image_size),
+            patch_size=self.patch_size,
+            k=self.k,
+            mode=self.mode,
+            width=self.width,
+            feature_dim=self.feature_dim,
+            stain=self.stain,
+            class_names=self.class_names,
+            magnification=self.magnification,
+            seed=self.seed,
+        )
+        return config
+
+    def _split_inputs(self, inputs: Any) -> tuple[Any, Any]:
+        if isinstance(inputs, dict):
+            return inputs["images"], inputs.get("centres")
+        if self.mode == "oracle":
+            raise ValueError("oracle_roi needs {'images', 'centres'} inputs (lesion centres).")
+        return inputs, None
+
+    def patches(self, inputs: Any) -> tuple[Any, Any]:
+        """``(patches [B, k, s, s, 3] in [0, 1], centres [B, k, 2] pixels)``."""
+        from breastzoo.data.pipeline import crop_at
+
+        images, centres = self._split_inputs(inputs)
+        if not self.built:
+            self.build(images.shape)
+        x = ops.cast(images, "float32")
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        x = x / 255.0
+        if centres is None:
+            width, height = self.image_size
+            half = self.patch_size // 2
+            u = keras.random.uniform((ops.shape(x)[0], self.k, 2), seed=self.seed_generator)
+            span = ops.convert_to_tensor(
+                [float(height - self.patch_size), float(width - self.patch_size)]
+            )
+            centres = ops.round(u * span) + half
+        centres = ops.cast(centres, "float32")
+        return crop_at(x, centres, self.patch_size, normalized=False, border="clamp"), centres
+
+    def _patch_probs(self, inputs: Any, training: bool) -> Any:
+        patches, _ = self.patches(inputs)
+        ps = self.patch_size
+        flat = ops.reshape(patches, (-1, ps, ps, 3))
+        probs = self.classifier(flat, training=training)
+        return ops.reshape(probs, (-1, self.k, self.num_classes))
+
+    def infer(self, inputs: Any) -> dict[str, Any]:
+        """``{"probs", "boxes", "n_rois", "patch_probs"}`` with the boxes actually voted on."""
+        patches, centres = self.patches(inputs)
+        ps = self.patch_size
+        flat = ops.reshape(patches, (-1, ps, ps, 3))
+        patch_probs = ops.reshape(self.classifier(flat, training=False), (-1, self.k,
+                                                                          self.num_classes))
+        probs, n = vote(patch_probs, self.k)
+        width, height = self.image_size
+        half = float(ps // 2)
+        # crop_at clamps windows into the image; report the clamped boxes.
+        y0 = ops.clip(centres[..., 0] - half, 0.0, float(height - ps))
+        x0 = ops.clip(centres[..., 1] - half, 0.0, float(width - ps))
+        boxes = ops.stack([y0, x0, y0 + ps, x0 + ps], axis=-1)
+        return {"probs": probs, "boxes": boxes, "n_rois": n, "patch_probs": patch_probs}
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if training:
+            # Keras' built-in loss needs one prediction per image: the mean patch probability.
+            return ops.mean(self._patch_probs(inputs, True), axis=1)
+        return vote(self._patch_probs(inputs, False), self.k)[0]
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        inputs, labels = data[0], data[1]
+        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        with tf.GradientTape() as tape:
+            probs = self._patch_probs(inputs, True)  # [B, k, C]
+            true = ops.one_hot(labels, self.num_classes)[:, None, :]
+            nll = -ops.log(ops.clip(ops.sum(probs * true, axis=-1), 1e-7, 1.0))
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = ops.mean(nll) / replicas
+        variables = self.classifier.trainable_variables
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        image_probs = ops.mean(probs, axis=1)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss * replicas)
+            else:
+                metric.update_state(labels, image_probs)
+        return self.get_metrics_result()

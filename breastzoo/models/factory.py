@@ -1,0 +1,93 @@
+"""Build any ``--model`` of ``breastzoo fit`` from a TrainConfig."""
+
+from __future__ import annotations
+
+import keras
+
+from breastzoo.configs import TrainConfig
+
+
+def build_model(
+    config: TrainConfig,
+    class_names: list[str],
+    magnification: str | None = None,
+    weights: str | None = None,
+) -> keras.Model:
+    """The (uncompiled) model for ``config.model``.
+
+    Args:
+        config: run configuration (model name, sizes, reward options).
+        class_names: ordered classes (their count sets the output size).
+        magnification: recorded in the model as its input contract.
+        weights: optional ``.weights.h5`` to load into the built model (users with
+            pretrained weights; nothing is downloaded).
+
+    Example:
+        >>> from breastzoo.configs import preset
+        >>> build_model(preset("tiny"), ["benign", "malignant"]).name  # doctest: +SKIP
+        'selective_attention'
+    """
+    from breastzoo.models.baselines import PatchVoteClassifier, WholeImageClassifier
+    from breastzoo.models.selective import SelectiveAttention
+
+    config.validate()
+    n = len(class_names)
+    common = dict(image_size=config.image_size, class_names=list(class_names),
+                  magnification=magnification, stain=config.stain)
+    name = config.model
+    if name in ("denet_sanet", "resnet50_roi"):
+        model = SelectiveAttention(
+            n, patch_size=config.patch_size, k=config.k, k_max=config.k_max,
+            max_steps=config.max_steps, width=config.width,
+            classifier="sanet" if name == "denet_sanet" else "resnet50",
+            gamma=config.gamma, t_prime=config.t_prime, reward=config.reward,
+            reward_terms=config.reward_terms, separate_encoders=config.separate_encoders,
+            init=config.init, location_std=config.location_std, seed=config.seed, **common,
+        )
+    elif name == "sanet_resize":
+        model = WholeImageClassifier(n, input_size=config.patch_size, classifier="sanet",
+                                     width=config.width, **common)
+    elif name == "resnet50_full":
+        model = WholeImageClassifier(n, input_size=None, classifier="resnet50", **common)
+    else:  # random_roi, oracle_roi
+        model = PatchVoteClassifier(
+            n, patch_size=config.patch_size, k=config.k, mode=name.split("_")[0],
+            width=config.width, seed=config.seed, **common,
+        )
+    # Build now: BackupAndRestore and load_weights need variables to exist before fit().
+    w, h = config.image_size
+    model(_example_inputs(model, keras.ops.zeros((1, h, w, 3), "uint8")))
+    if weights:
+        model.load_weights(weights)
+    return model
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+    """Compile with the paper's optimisers: Adam for the classifier with per-epoch
+    exponential decay, and (selective models) Adam for DeNet."""
+    from breastzoo.models.selective import SelectiveAttention
+
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        config.sanet_lr, decay_steps=max(1, steps_per_epoch), decay_rate=config.sanet_decay,
+        staircase=True,
+    )
+    if isinstance(model, SelectiveAttention):
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            denet_optimizer=keras.optimizers.Adam(config.denet_lr),
+        )
+    else:
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+
+
+def _example_inputs(model: keras.Model, images):
+    from breastzoo.models.baselines import PatchVoteClassifier
+
+    if isinstance(model, PatchVoteClassifier) and model.mode == "oracle":
+        centres = keras.ops.full((1, model.k, 2), float(model.patch_size))
+        return {"images": images, "centres": centres}
+    return images
