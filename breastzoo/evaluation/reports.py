@@ -218,7 +218,9 @@ def _attention_canvas(model: Any, image: np.ndarray, boxes: np.ndarray) -> np.nd
     x = np.stack(patches).astype("float32")
     pre = getattr(model, "preprocess", None)
     if pre is not None:
-        x = np.asarray(pre(x))
+        import keras
+
+        x = np.asarray(pre(keras.ops.convert_to_tensor(x)))
     masks = np.asarray(classifier.attention_mask(x / 255.0, upsample=True))
     for (y0, x0, y1, x1), m in zip(boxes, masks, strict=True):
         canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], m)

@@ -99,6 +99,7 @@ class ResidualUnit(layers.Layer):
         filters: output channels.
         bottleneck: channels of the inner 1x1/3x3 convolutions (default ``filters // 4``).
         strides: stride of the 3x3 convolution (and of the projection shortcut).
+        bn_momentum: BatchNorm moving-average momentum.
         **kwargs: passed to ``keras.layers.Layer``.
 
     Example:
@@ -108,7 +109,12 @@ class ResidualUnit(layers.Layer):
     """
 
     def __init__(
-        self, filters: int, bottleneck: int | None = None, strides: int = 1, **kwargs: Any
+        self,
+        filters: int,
+        bottleneck: int | None = None,
+        strides: int = 1,
+        bn_momentum: float = 0.9,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
@@ -116,16 +122,17 @@ class ResidualUnit(layers.Layer):
             "bottleneck", max(1, filters // 4) if bottleneck is None else bottleneck
         )
         self.strides = _positive_int("strides", strides)
+        self.bn_momentum = float(bn_momentum)
         conv = {"use_bias": False, "kernel_initializer": "he_normal"}
-        self.bn1 = layers.BatchNormalization(name="bn1")
+        self.bn1 = layers.BatchNormalization(momentum=self.bn_momentum, name="bn1")
         self.act1 = _prelu("act1")
         self.conv1 = layers.Conv2D(self.bottleneck, 1, name="conv1", **conv)
-        self.bn2 = layers.BatchNormalization(name="bn2")
+        self.bn2 = layers.BatchNormalization(momentum=self.bn_momentum, name="bn2")
         self.act2 = _prelu("act2")
         self.conv2 = layers.Conv2D(
             self.bottleneck, 3, strides=self.strides, padding="same", name="conv2", **conv
         )
-        self.bn3 = layers.BatchNormalization(name="bn3")
+        self.bn3 = layers.BatchNormalization(momentum=self.bn_momentum, name="bn3")
         self.act3 = _prelu("act3")
         self.conv3 = layers.Conv2D(self.filters, 1, name="conv3", **conv)
         self.shortcut: layers.Conv2D | None = None
@@ -163,7 +170,12 @@ class ResidualUnit(layers.Layer):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
-            {"filters": self.filters, "bottleneck": self.bottleneck, "strides": self.strides}
+            {
+                "filters": self.filters,
+                "bottleneck": self.bottleneck,
+                "strides": self.strides,
+                "bn_momentum": self.bn_momentum,
+            }
         )
         return config
 
@@ -179,6 +191,9 @@ class SaNet(keras.Model):
         feature_dim: size of the ReLU feature layer read by DeNet (128 in the paper).
         patch_size: the patch size this model is meant for, ``int`` or ``(height, width)``;
             recorded as the input contract (the network itself accepts any HxW >= 1).
+        bn_momentum: BatchNorm moving-average momentum. 0.9 (not Keras' 0.99) so that the
+            moving statistics DeNet's inference-mode glimpses rely on catch up within the few
+            hundred iterations of a CPU-sized run.
         **kwargs: passed to ``keras.Model`` (``name``, ``dtype``, ``trainable``).
 
     Call:
@@ -199,9 +214,11 @@ class SaNet(keras.Model):
         width: int = 16,
         feature_dim: int = 128,
         patch_size: int | Sequence[int] = 112,
+        bn_momentum: float = 0.9,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.bn_momentum = float(bn_momentum)
         self.num_classes = _positive_int("num_classes", num_classes)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2. Received: num_classes={num_classes}")
@@ -219,7 +236,9 @@ class SaNet(keras.Model):
         self.channels = channels
 
         def unit(name: str) -> ResidualUnit:
-            return ResidualUnit(channels, bottleneck=width, name=name)
+            return ResidualUnit(
+                channels, bottleneck=width, bn_momentum=self.bn_momentum, name=name
+            )
 
         self.stem_conv = layers.Conv2D(
             width,
@@ -230,7 +249,9 @@ class SaNet(keras.Model):
             kernel_initializer="he_normal",
             name="stem_conv",
         )
-        self.stem_bn = layers.BatchNormalization(name="stem_bn")
+        self.stem_bn = layers.BatchNormalization(
+            momentum=self.bn_momentum, name="stem_bn"
+        )
         self.stem_act = _prelu("stem_act")
         self.stem_pool = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")
         self.pre_unit = unit("pre_unit")
@@ -245,12 +266,16 @@ class SaNet(keras.Model):
         self.mask_mid1 = unit("mask_mid1")
         self.mask_mid2 = unit("mask_mid2")
         self.mask_up_unit = unit("mask_up_unit")
-        self.mask_bn = layers.BatchNormalization(name="mask_bn")
+        self.mask_bn = layers.BatchNormalization(
+            momentum=self.bn_momentum, name="mask_bn"
+        )
         self.mask_act = _prelu("mask_act")
         self.mask_conv = layers.Conv2D(channels, 1, activation="sigmoid", name="mask_conv")
         # After the attention module.
         self.post_unit = unit("post_unit")
-        self.head_bn = layers.BatchNormalization(name="head_bn")
+        self.head_bn = layers.BatchNormalization(
+            momentum=self.bn_momentum, name="head_bn"
+        )
         self.head_act = _prelu("head_act")
         self.pool = layers.GlobalAveragePooling2D(name="gap")
         self.feature = layers.Dense(feature_dim, activation="relu", name="feature")
@@ -287,6 +312,7 @@ class SaNet(keras.Model):
                 "width": self.width,
                 "feature_dim": self.feature_dim,
                 "patch_size": list(self.patch_size),
+                "bn_momentum": self.bn_momentum,
             }
         )
         return config

@@ -22,7 +22,9 @@ Training (one iteration on a mini-batch of B full-resolution images, ``train_ste
 4. Both networks update every iteration ("co-evolution"), each with its own Adam optimizer.
 
 Inference (``call`` / :meth:`SelectiveAttention.infer`): DeNet starts at the image centre and
-acts deterministically (select if p > 0.5, move to the mean) for ``2 * k_max`` glimpses. The
+acts deterministically for ``2 * k_max`` glimpses: select if p > 0.5; move to the policy mean
+(``inference_locations="mean"``) or to a fixed-seed draw from the policy (``"sample"``, the
+default: the paper does not say, and the mean alone collapses all glimpses onto one spot). The
 selected patches in order (then, if fewer than needed, the unselected ones by decreasing select
 probability) are voted on by SaNet: the first ``k`` decide unless the vote is tied, in which
 case more ROIs are added one at a time (up to ``k_max``) until one class has a strict
@@ -120,6 +122,10 @@ class SelectiveAttention(keras.Model):
         stain: ``"none"`` or a stain-normalisation method applied inside the model.
         class_names: optional class names, recorded as the input contract.
         magnification: optional magnification the model was trained for (contract).
+        inference_locations: ``"mean"`` moves to the policy mean at inference (all glimpses
+            collapse onto one spot when the mean barely depends on the state, as it does
+            early in training); ``"sample"`` (default) draws from the policy with a fixed seed
+            per step, which is deterministic and covers the region the policy trained on.
         seed: seed for sampling.
         **kwargs: passed to ``keras.Model``.
     """
@@ -145,10 +151,17 @@ class SelectiveAttention(keras.Model):
         stain: str = "none",
         class_names: list[str] | None = None,
         magnification: str | None = None,
+        inference_locations: str = "sample",
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if inference_locations not in ("sample", "mean"):
+            raise ValueError(
+                "Unknown inference_locations. Received: "
+                f"inference_locations={inference_locations!r}; expected 'sample' or 'mean'"
+            )
+        self.inference_locations = inference_locations
         self.num_classes = int(num_classes)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.patch_size = int(patch_size)
@@ -257,6 +270,7 @@ class SelectiveAttention(keras.Model):
             stain=self.stain,
             class_names=self.class_names,
             magnification=self.magnification,
+            inference_locations=self.inference_locations,
             seed=self.seed,
         )
         return config
@@ -330,7 +344,7 @@ class SelectiveAttention(keras.Model):
         out: dict[str, list] = {
             k: [] for k in ("patch", "probs", "p", "select", "loc", "logp", "entropy")
         }
-        for _ in range(steps):
+        for t in range(steps):
             patch = self._crop(x, loc)
             feats, probs = self.classifier.features_and_probs(patch, training=False)
             feats, probs = ops.stop_gradient(feats), ops.stop_gradient(probs)
@@ -348,6 +362,11 @@ class SelectiveAttention(keras.Model):
             select, next_loc, logp = self.denet.sample(
                 p, mu, self.seed_generator, deterministic=not training
             )
+            if not training and self.inference_locations == "sample":
+                # A fixed seed per step keeps inference deterministic while spreading the
+                # glimpses the way the trained policy does; the mean alone collapses them.
+                noise = keras.random.normal(ops.shape(mu), seed=self.seed * 1009 + t)
+                next_loc = ops.clip(mu + noise * self.denet.location_std(), 0.0, 1.0)
             for key, value in (
                 ("patch", patch),
                 ("probs", probs),
