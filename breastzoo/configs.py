@@ -134,7 +134,7 @@ _PRESETS: dict[str, dict] = {
     "tiny": dict(image_size=(140, 92), patch_size=32, k=3, k_max=3, max_steps=4, width=4,
                  batch_size=4, epochs=1, steps_per_epoch=3, augment="none", stain="none"),
     # make demo: minutes on 2 CPU cores at full resolution.
-    "demo": dict(width=16, epochs=12, max_steps=8, batch_size=4, steps_per_epoch=40),
+    "demo": dict(width=16, epochs=8, max_steps=8, batch_size=4, steps_per_epoch=40),
     # Paper 000's hyper-parameters.
     "paper": dict(width=64, epochs=60, max_steps=10, batch_size=4),
 }

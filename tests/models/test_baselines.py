@@ -1,0 +1,81 @@
+"""Baselines: they train, vote, report the boxes they used, and round-trip through .keras."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from breastzoo.configs import preset
+from breastzoo.data.pipeline import crop_at
+from breastzoo.models.baselines import PatchVoteClassifier, WholeImageClassifier
+from breastzoo.models.factory import build_model, compile_model
+from tests.helpers import assert_keras_roundtrip
+
+W, H = 64, 48
+
+
+def images(n=4, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (n, H, W, 3), dtype=np.uint8)
+
+
+def test_sanet_resize_trains_and_roundtrips(tmp_path):
+    m = WholeImageClassifier(3, image_size=(W, H), input_size=32, width=2, feature_dim=4)
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = images(), np.array([0, 1, 2, 0])
+    m(x)
+    before = [v.numpy().copy() for v in m.trainable_variables]
+    m.fit(x, y, epochs=1, verbose=0)
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(before, m.trainable_variables,
+                                                             strict=True))
+    out = m.infer(x)
+    np.testing.assert_array_equal(np.asarray(out["boxes"])[0], [[0, 0, H, W]])
+    assert_keras_roundtrip(m, x, tmp_path)
+
+
+def test_random_roi_boxes_are_the_patches_it_classified():
+    m = PatchVoteClassifier(3, image_size=(W, H), patch_size=16, k=3, width=2, feature_dim=4)
+    x = images(2)
+    patches, centres = m.patches(x)
+    c = np.asarray(centres)
+    assert c.shape == (2, 3, 2)
+    assert (c[..., 0] >= 8).all() and (c[..., 0] <= H - 8).all()
+    again = np.asarray(crop_at(x.astype("float32") / 255.0, centres, 16, normalized=False,
+                               border="clamp"))
+    np.testing.assert_allclose(np.asarray(patches), again)
+    out = m.infer(x)
+    boxes = np.asarray(out["boxes"])
+    np.testing.assert_array_equal(boxes[..., 2] - boxes[..., 0], 16)
+
+
+def test_oracle_roi_uses_given_centres_and_trains(tmp_path):
+    m = PatchVoteClassifier(2, image_size=(W, H), patch_size=16, k=2, mode="oracle", width=2,
+                            feature_dim=4)
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = images(4)
+    centres = np.tile(np.array([[[10.0, 12.0], [30.0, 40.0]]], "float32"), (4, 1, 1))
+    inputs = {"images": x, "centres": centres}
+    logs = m.fit(inputs, np.array([0, 1, 0, 1]), epochs=1, verbose=0).history
+    assert np.isfinite(logs["loss"][0])
+    boxes = np.asarray(m.infer(inputs)["boxes"])
+    np.testing.assert_array_equal(boxes[0], [[2, 4, 18, 20], [22, 32, 38, 48]])
+    with pytest.raises(ValueError, match="centres"):
+        m(x)
+    assert_keras_roundtrip(m, inputs, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["denet_sanet", "sanet_resize", "random_roi", "oracle_roi"])
+def test_factory_builds_every_fast_model(name):
+    cfg = preset("tiny").replace(model=name)
+    model = build_model(cfg, ["a", "b"], "100X")
+    compile_model(model, cfg, steps_per_epoch=3)
+    assert model.built and model.class_names == ["a", "b"]
+
+
+@pytest.mark.parametrize("name", ["resnet50_roi", "resnet50_full"])
+def test_factory_builds_resnet_models(name, tmp_path):
+    cfg = preset("tiny").replace(model=name)
+    model = build_model(cfg, ["a", "b"])
+    w, h = cfg.image_size
+    assert_keras_roundtrip(model, np.zeros((1, h, w, 3), "uint8"), tmp_path)
+    assert keras.ops.shape(model(np.zeros((1, h, w, 3), "uint8")))[-1] == 2
