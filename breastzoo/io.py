@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +37,38 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def _jsonable(obj: Any) -> Any:
-    """Replace NaN/inf by None and numpy scalars/arrays by Python values (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+def to_jsonable(value: Any) -> Any:
+    """Recursively convert numpy values to Python ones, paths to strings and NaN/inf to None.
+
+    Args:
+        value: any nesting of dicts, lists, tuples, numpy arrays and scalars.
+
+    Returns:
+        The same structure built from dict, list, int, float, str, bool and None only.
+
+    Example:
+        >>> import numpy as np
+        >>> to_jsonable({"a": np.float32(float("nan")), "b": np.arange(2)})
+        {'a': None, 'b': [0, 1]}
+    """
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -58,7 +78,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
         >>> atomic_write_json("/tmp/x.json", {"a": float("nan")}).read_text()
         '{\\n  "a": null\\n}\\n'
     """
-    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False, allow_nan=False)
+    text = json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False)
     return atomic_write_bytes(path, (text + "\n").encode())
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 from breastzoo.data.constants import BACH_BINARY, BACH_CLASSES
 from breastzoo.data.files import (
     DEFAULT_MIN_SIZE,
-    check_images,
-    classify_non_image,
-    iter_files,
+    iter_image_files,
     require_dir,
+    usable_images,
 )
 from breastzoo.data.records import DatasetIndex, ImageRecord, Skipped
 
@@ -99,13 +98,7 @@ def index_bach(root: str | Path, min_size: int = DEFAULT_MIN_SIZE) -> DatasetInd
     skipped: list[Skipped] = []
     candidates: list[tuple[Path, str]] = []
     found: set[str] = set()
-    for path in iter_files(photos):
-        reason = classify_non_image(path)
-        if reason == "":
-            continue
-        if reason is not None:
-            skipped.append(Skipped(str(path), reason))
-            continue
+    for path in iter_image_files(photos, skipped):
         rel = path.relative_to(photos).parts
         folder_class = _CANON.get(rel[0].lower()) if len(rel) > 1 else None
         if folder_class is None:
@@ -125,24 +118,18 @@ def index_bach(root: str | Path, min_size: int = DEFAULT_MIN_SIZE) -> DatasetInd
     for name in sorted(set(truth) - found):
         skipped.append(Skipped(str(photos / name), f"listed in {GROUND_TRUTH} but not found"))
 
-    records = []
-    for (path, cls), check in zip(
-        candidates, check_images([p for p, _ in candidates], min_size), strict=True
-    ):
-        if not check.ok:
-            skipped.append(Skipped(str(path), check.message))
-            continue
-        records.append(
-            ImageRecord(
-                path=str(path.resolve()),
-                dataset="bach",
-                patient=path.stem,
-                label=BACH_BINARY[cls],
-                subtype=cls,
-                magnification=None,
-                note=check.message,
-            )
+    records = [
+        ImageRecord(
+            path=str(path.resolve()),
+            dataset="bach",
+            patient=path.stem,
+            label=BACH_BINARY[cls],
+            subtype=cls,
+            magnification=None,
+            note=note,
         )
+        for path, cls, note in usable_images(candidates, min_size, skipped)
+    ]
     records.sort(key=lambda r: r.path)
     skipped.sort(key=lambda s: s.path)
     return DatasetIndex("bach", str(root), records, skipped)

@@ -19,10 +19,9 @@ from pathlib import Path
 from breastzoo.data.constants import MAGNIFICATIONS, SUBTYPE_CLASS, SUBTYPE_NAMES
 from breastzoo.data.files import (
     DEFAULT_MIN_SIZE,
-    check_images,
-    classify_non_image,
-    iter_files,
+    iter_image_files,
     require_dir,
+    usable_images,
 )
 from breastzoo.data.records import DatasetIndex, ImageRecord, Skipped
 
@@ -132,13 +131,7 @@ def index_breakhis(root: str | Path, min_size: int = DEFAULT_MIN_SIZE) -> Datase
     skipped: list[Skipped] = []
     candidates: list[tuple[Path, dict[str, str]]] = []
     seen: dict[str, Path] = {}
-    for path in iter_files(archive):
-        reason = classify_non_image(path)
-        if reason == "":
-            continue
-        if reason is not None:
-            skipped.append(Skipped(str(path), reason))
-            continue
+    for path in iter_image_files(archive, skipped):
         parsed = parse_filename(path.name)
         if parsed is None:
             skipped.append(Skipped(str(path), "file name does not follow the BreaKHis grammar"))
@@ -154,24 +147,18 @@ def index_breakhis(root: str | Path, min_size: int = DEFAULT_MIN_SIZE) -> Datase
         seen[key] = path
         candidates.append((path, parsed))
 
-    records: list[ImageRecord] = []
-    for (path, parsed), check in zip(
-        candidates, check_images([p for p, _ in candidates], min_size), strict=True
-    ):
-        if not check.ok:
-            skipped.append(Skipped(str(path), check.message))
-            continue
-        records.append(
-            ImageRecord(
-                path=str(path.resolve()),
-                dataset="breakhis",
-                patient=parsed["patient"],
-                label=parsed["label"],
-                subtype=parsed["subtype"],
-                magnification=parsed["magnification"],
-                note=check.message,
-            )
+    records = [
+        ImageRecord(
+            path=str(path.resolve()),
+            dataset="breakhis",
+            patient=parsed["patient"],
+            label=parsed["label"],
+            subtype=parsed["subtype"],
+            magnification=parsed["magnification"],
+            note=note,
         )
+        for path, parsed, note in usable_images(candidates, min_size, skipped)
+    ]
     records.sort(key=lambda r: r.path)
     skipped.sort(key=lambda s: s.path)
     return DatasetIndex("breakhis", str(root), records, skipped)

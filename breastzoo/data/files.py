@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from breastzoo.data.constants import IMAGE_EXTENSIONS, JUNK_FILES
 
@@ -21,6 +22,7 @@ from breastzoo.data.constants import IMAGE_EXTENSIONS, JUNK_FILES
 KNOWN_METADATA = ("microscopy_ground_truth.csv", "testbed.json", "readme", "license")
 
 DEFAULT_MIN_SIZE = 32
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -149,3 +151,31 @@ def require_dir(root: str | Path) -> Path:
     if not path.is_dir():
         raise ValueError(f"Dataset root is not a folder. Received: root={str(root)!r}")
     return path
+
+
+def iter_image_files(root: Path, skipped: list) -> Iterator[Path]:
+    """Files under ``root`` with an image extension; other files (except known metadata)
+    are appended to ``skipped`` with a reason. Shared first stage of every indexer."""
+    from breastzoo.data.records import Skipped
+
+    for path in iter_files(root):
+        reason = classify_non_image(path)
+        if reason is None:
+            yield path
+        elif reason:
+            skipped.append(Skipped(str(path), reason))
+
+
+def usable_images(
+    candidates: list[tuple[Path, T]], min_size: int, skipped: list
+) -> Iterator[tuple[Path, T, str]]:
+    """Check candidate images (in parallel) and yield ``(path, payload, note)`` for usable
+    ones; unusable ones go to ``skipped``. Shared last stage of every indexer."""
+    from breastzoo.data.records import Skipped
+
+    checks = check_images([c[0] for c in candidates], min_size)
+    for (path, payload), check in zip(candidates, checks, strict=True):
+        if check.ok:
+            yield path, payload, check.message
+        else:
+            skipped.append(Skipped(str(path), check.message))

@@ -13,10 +13,9 @@ from pathlib import Path
 from breastzoo.data.constants import SUBTYPE_CLASS, SUBTYPE_NAMES
 from breastzoo.data.files import (
     DEFAULT_MIN_SIZE,
-    check_images,
-    classify_non_image,
-    iter_files,
+    iter_image_files,
     require_dir,
+    usable_images,
 )
 from breastzoo.data.records import DatasetIndex, ImageRecord, Skipped
 
@@ -45,38 +44,26 @@ def index_folder(root: str | Path, min_size: int = DEFAULT_MIN_SIZE) -> DatasetI
     """
     root = require_dir(root)
     skipped: list[Skipped] = []
-    candidates: list[tuple[Path, str, str]] = []
-    for path in iter_files(root):
-        reason = classify_non_image(path)
-        if reason == "":
-            continue
-        if reason is not None:
-            skipped.append(Skipped(str(path), reason))
-            continue
+    candidates: list[tuple[Path, tuple[str, str]]] = []
+    for path in iter_image_files(root, skipped):
         rel = path.relative_to(root).parts
         if len(rel) < 2:
             skipped.append(Skipped(str(path), "image not inside a class folder"))
             continue
         cls = rel[0]
         patient = rel[1] if len(rel) > 2 else f"{cls}/{path.stem}"
-        candidates.append((path, cls, patient))
-    records = []
-    for (path, cls, patient), check in zip(
-        candidates, check_images([c[0] for c in candidates], min_size), strict=True
-    ):
-        if not check.ok:
-            skipped.append(Skipped(str(path), check.message))
-            continue
-        records.append(
-            ImageRecord(
-                path=str(path.resolve()),
-                dataset="folder",
-                patient=patient,
-                label=_BINARY_OF.get(cls.lower(), cls),
-                subtype=cls,
-                note=check.message,
-            )
+        candidates.append((path, (cls, patient)))
+    records = [
+        ImageRecord(
+            path=str(path.resolve()),
+            dataset="folder",
+            patient=patient,
+            label=_BINARY_OF.get(cls.lower(), cls),
+            subtype=cls,
+            note=note,
         )
+        for path, (cls, patient), note in usable_images(candidates, min_size, skipped)
+    ]
     records.sort(key=lambda r: r.path)
     skipped.sort(key=lambda s: s.path)
     return DatasetIndex("folder", str(root), records, skipped)

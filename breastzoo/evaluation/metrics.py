@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from breastzoo.data.constants import BACH_BINARY, BINARY_CLASSES, SUBTYPE_CLASS, SUBTYPE_NAMES
+from breastzoo.io import to_jsonable
 
 TASKS: tuple[str, ...] = ("subtype", "binary")
 # Names that mean "the positive (cancer) class" in a two-class problem, in order of preference.
@@ -52,36 +53,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def to_jsonable(value: Any) -> Any:
-    """Recursively convert numpy values to Python ones and NaN/inf to ``None``.
-
-    Args:
-        value: any nesting of dicts, lists, tuples, numpy arrays and scalars.
-
-    Returns:
-        The same structure built from ``dict``, ``list``, ``int``, ``float``, ``str``,
-        ``bool`` and ``None`` only.
-
-    Example:
-        >>> to_jsonable({"a": np.float32(float("nan")), "b": np.arange(2)})
-        {'a': None, 'b': [0, 1]}
-    """
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [to_jsonable(v) for v in value.tolist()]
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 def _labels(y: Any, name: str) -> np.ndarray:
