@@ -48,6 +48,7 @@ class TrainConfig:
         denet_lr: DeNet Adam learning rate.
         augment: augmentation policy (``"xu2020"``: rotations and flips, 3x).
         stain: stain normalisation inside the model (``"reinhard"``, ``"macenko"``, ``"none"``).
+        selection: ``"denet"`` or ``"all"`` (SaNet trains on every glimpse; convergence bench).
         seed: run seed (weights, sampling, split).
 
     Example:
@@ -78,6 +79,7 @@ class TrainConfig:
     denet_lr: float = 1e-3
     augment: str = "xu2020"
     stain: str = "reinhard"
+    selection: str = "denet"
     seed: int = 0
     extra: dict = field(default_factory=dict)
 

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -124,11 +125,17 @@ class HistoryWriter(keras.callbacks.Callback):
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         history = read_json(self.path) if self.path.exists() else {"epochs": []}
         history["epochs"] = [e for e in history["epochs"] if e["epoch"] < epoch]
-        history["epochs"].append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        entry = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
+        entry["epoch_seconds"] = time.perf_counter() - self.started
+        history["epochs"].append(entry)
         atomic_write_json(self.path, history)
 
 

@@ -42,7 +42,8 @@ def build_model(
             classifier="sanet" if name == "denet_sanet" else "resnet50",
             gamma=config.gamma, t_prime=config.t_prime, reward=config.reward,
             reward_terms=config.reward_terms, separate_encoders=config.separate_encoders,
-            init=config.init, location_std=config.location_std, seed=config.seed, **common,
+            init=config.init, location_std=config.location_std, selection=config.selection,
+            seed=config.seed, **common,
         )
     elif name == "sanet_resize":
         model = WholeImageClassifier(n, input_size=config.patch_size, classifier="sanet",

@@ -126,6 +126,8 @@ class SelectiveAttention(keras.Model):
             collapse onto one spot when the mean barely depends on the state, as it does
             early in training); ``"sample"`` (default) draws from the policy with a fixed seed
             per step, which is deterministic and covers the region the policy trained on.
+        selection: ``"denet"`` (the select head picks the k training patches) or ``"all"``
+            (every visited patch trains SaNet: the convergence baseline of paper 000).
         seed: seed for sampling.
         **kwargs: passed to ``keras.Model``.
     """
@@ -152,10 +154,16 @@ class SelectiveAttention(keras.Model):
         class_names: list[str] | None = None,
         magnification: str | None = None,
         inference_locations: str = "sample",
+        selection: str = "denet",
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if selection not in ("denet", "all"):
+            raise ValueError(
+                f"Unknown selection. Received: selection={selection!r}; expected denet, all"
+            )
+        self.selection = selection
         if inference_locations not in ("sample", "mean"):
             raise ValueError(
                 "Unknown inference_locations. Received: "
@@ -271,6 +279,7 @@ class SelectiveAttention(keras.Model):
             class_names=self.class_names,
             magnification=self.magnification,
             inference_locations=self.inference_locations,
+            selection=self.selection,
             seed=self.seed,
         )
         return config
@@ -438,6 +447,9 @@ class SelectiveAttention(keras.Model):
             r = self._rollout(x, labels, steps, training=True)
             # The first k selected glimpses of each image train the classifier.
             keep = r["select"] * ops.cast(ops.cumsum(r["select"], axis=1) <= self.k, "float32")
+            if self.selection == "all":
+                # Convergence baseline: SaNet trains on every glimpse DeNet visits.
+                keep = ops.ones_like(keep)
             patches = ops.reshape(r["patch"], (-1, ps, ps, 3))
             probs = self.classifier(patches, training=True)
             probs = ops.reshape(probs, (batch, steps, self.num_classes))

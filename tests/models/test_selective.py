@@ -143,3 +143,14 @@ def test_bad_parameters_name_the_value():
         tiny(patch_size=100)
     with pytest.raises(ValueError, match="reward='best'"):
         tiny(reward="best")
+
+
+def test_selection_all_trains_on_every_glimpse():
+    model = tiny(selection="all", reward="per_image")
+    model.compile()
+    x, y = batch()
+    model(x)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    with pytest.raises(ValueError, match="selection='some'"):
+        tiny(selection="some")
