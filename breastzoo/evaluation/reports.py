@@ -133,7 +133,9 @@ def evaluate_run(
             pred["patients"], ["benign", "malignant"], task="binary",
         )
     masks = [load_mask(p, prepared.source.root) for p in pred["paths"]]
-    metrics["roi_hit_rate"] = roi_hit_rate(pred["boxes"], masks)
+    # Whole-image models have no ROIs: the image centre hitting the lesion means nothing.
+    whole_image = config.model in ("sanet_resize", "resnet50_full")
+    metrics["roi_hit_rate"] = None if whole_image else roi_hit_rate(pred["boxes"], masks)
     metrics["mean_rois"] = float(np.mean([len(b) for b in pred["boxes"]])) if test else None
     metrics["model"] = config.model
     metrics["data"] = manifest["data"]["description"]
