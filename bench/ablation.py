@@ -32,6 +32,8 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--reward", default=None, help="DeNet reward: paper or per_image")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a TrainConfig field, e.g. --set sanet_lr=0.001")
     parser.add_argument("--json", required=True, help="output JSON path")
     parser.add_argument("--out", default=None, help="keep run folders here")
     args = parser.parse_args()
@@ -44,6 +46,10 @@ def main() -> int:
     if args.quick:
         base = base.replace(epochs=6, steps_per_epoch=40)
     base = base.replace(epochs=args.epochs, reward=args.reward)
+    for item in args.set:
+        field, _, value = item.partition("=")
+        current = getattr(base, field)
+        base = base.replace(**{field: type(current)(value) if current is not None else value})
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="ablation-"))
     results: dict[str, dict] = {}
     for name in args.models.split(","):
@@ -63,6 +69,7 @@ def main() -> int:
         "budget": {"epochs": base.epochs, "steps_per_epoch": base.steps_per_epoch,
                    "batch_size": base.batch_size, "quick": args.quick},
         "reward": base.reward,
+        "overrides": args.set,
         "models": results,
     }
     atomic_write_json(args.json, report)
