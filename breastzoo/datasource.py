@@ -31,7 +31,7 @@ class DataSource:
     def label(self) -> str:
         """Human description used in run folders and model cards."""
         if self.synthetic:
-            return "synthetic BreaKHis-format testbed (not BreaKHis)"
+            return "synthetic BreaKHis-format testbed, not BreaKHis"
         return f"{self.dataset} at {self.root}"
 
 
