@@ -83,6 +83,8 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from breastzoo.checks import one_of, positive_int
+
 __all__ = [
     "INFERENCE_LABELS",
     "INITS",
@@ -112,16 +114,8 @@ _EPS = 1e-7
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
-    return value
 
 
-def _choice(name: str, value: Any, options: tuple) -> Any:
-    if value not in options:
-        raise ValueError(f"Unknown {name}. Received: {name}={value!r}; expected one of {options}")
-    return value
 
 
 def _column(value: Any, batch: Any) -> Any:
@@ -174,7 +168,7 @@ def make_state(
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2. Received: num_classes={num_classes!r}")
-    _positive_int("max_iterations", max_iterations)
+    positive_int("max_iterations", max_iterations)
     c = ops.cast(ops.convert_to_tensor(features), "float32")
     batch = ops.shape(c)[0]
     label_scale = 1.0 / (num_classes - 1)
@@ -247,16 +241,16 @@ class DeNet(keras.Model):
                 f"num_classes must be an int >= 2. Received: num_classes={num_classes!r}"
             )
         self.num_classes = num_classes
-        self.feature_dim = _positive_int("feature_dim", feature_dim)
-        self.feature_units = _positive_int("feature_units", feature_units)
-        self.z_units = _positive_int("z_units", z_units)
-        self.state_units = _positive_int("state_units", state_units)
-        self.lstm_units = _positive_int("lstm_units", lstm_units)
+        self.feature_dim = positive_int("feature_dim", feature_dim)
+        self.feature_units = positive_int("feature_units", feature_units)
+        self.z_units = positive_int("z_units", z_units)
+        self.state_units = positive_int("state_units", state_units)
+        self.lstm_units = positive_int("lstm_units", lstm_units)
         self.separate_encoders = bool(separate_encoders)
-        self.init = _choice("init", init, INITS)
-        self.state_norm = _choice("state_norm", state_norm, STATE_NORMS)
-        self.inference_label = _choice("inference_label", inference_label, INFERENCE_LABELS)
-        self.max_iterations = _positive_int("max_iterations", max_iterations)
+        self.init = one_of("init", init, INITS)
+        self.state_norm = one_of("state_norm", state_norm, STATE_NORMS)
+        self.inference_label = one_of("inference_label", inference_label, INFERENCE_LABELS)
+        self.max_iterations = positive_int("max_iterations", max_iterations)
         if not (isinstance(loc_std, int | float) and math.isfinite(loc_std) and loc_std > 0):
             raise ValueError(f"loc_std must be a positive number. Received: loc_std={loc_std!r}")
         self.loc_std = float(loc_std)
@@ -446,7 +440,7 @@ class DeNet(keras.Model):
             >>> DeNet(num_classes=2).initial_location(1).numpy().tolist()
             [[0.5, 0.5]]
         """
-        _choice("policy", policy, LOC_POLICIES)
+        one_of("policy", policy, LOC_POLICIES)
         if policy == "center":
             return ops.full((batch_size, 2), 0.5, dtype=self.compute_dtype)
         return keras.random.uniform((batch_size, 2), seed=seed_generator, dtype=self.compute_dtype)

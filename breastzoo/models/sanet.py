@@ -57,13 +57,11 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from breastzoo.checks import positive_int
+
 __all__ = ["ResidualUnit", "SaNet"]
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
-    return value
 
 
 def _prelu(name: str) -> layers.PReLU:
@@ -117,11 +115,11 @@ class ResidualUnit(layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.filters = _positive_int("filters", filters)
-        self.bottleneck = _positive_int(
+        self.filters = positive_int("filters", filters)
+        self.bottleneck = positive_int(
             "bottleneck", max(1, filters // 4) if bottleneck is None else bottleneck
         )
-        self.strides = _positive_int("strides", strides)
+        self.strides = positive_int("strides", strides)
         self.bn_momentum = float(bn_momentum)
         conv = {"use_bias": False, "kernel_initializer": "he_normal"}
         self.bn1 = layers.BatchNormalization(momentum=self.bn_momentum, name="bn1")
@@ -219,18 +217,18 @@ class SaNet(keras.Model):
     ) -> None:
         super().__init__(**kwargs)
         self.bn_momentum = float(bn_momentum)
-        self.num_classes = _positive_int("num_classes", num_classes)
+        self.num_classes = positive_int("num_classes", num_classes)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2. Received: num_classes={num_classes}")
-        self.width = _positive_int("width", width)
-        self.feature_dim = _positive_int("feature_dim", feature_dim)
+        self.width = positive_int("width", width)
+        self.feature_dim = positive_int("feature_dim", feature_dim)
         if isinstance(patch_size, int) and not isinstance(patch_size, bool):
             patch_size = (patch_size, patch_size)
         patch_size = tuple(patch_size)
         if len(patch_size) != 2:
             raise ValueError(f"patch_size must be an int or (h, w). Received: {patch_size!r}")
         for v in patch_size:
-            _positive_int("patch_size", v)
+            positive_int("patch_size", v)
         self.patch_size: tuple[int, int] = patch_size  # type: ignore[assignment]
         channels = 4 * width
         self.channels = channels
