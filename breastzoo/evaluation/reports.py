@@ -217,13 +217,10 @@ def _attention_canvas(model: Any, image: np.ndarray, boxes: np.ndarray) -> np.nd
         if patch.shape[:2] != (y1 - y0, x1 - x0):
             return None  # image differs in size from the model's contract
         patches.append(patch)
-    x = np.stack(patches).astype("float32")
-    pre = getattr(model, "preprocess", None)
-    if pre is not None:
-        import keras
+    from breastzoo.models.preprocessing import to_unit_range
 
-        x = np.asarray(pre(keras.ops.convert_to_tensor(x)))
-    masks = np.asarray(classifier.attention_mask(x / 255.0, upsample=True))
+    x = to_unit_range(np.stack(patches), getattr(model, "preprocess", None))
+    masks = np.asarray(classifier.attention_mask(x, upsample=True))
     for (y0, x0, y1, x1), m in zip(boxes, masks, strict=True):
         canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], m)
     return canvas

@@ -19,7 +19,8 @@ import keras
 from keras import ops
 
 from breastzoo.models.patch_classifiers import make_patch_classifier
-from breastzoo.models.selective import _make_preprocess, vote
+from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
+from breastzoo.models.selective import vote
 
 __all__ = ["PatchVoteClassifier", "WholeImageClassifier"]
 
@@ -77,7 +78,7 @@ class WholeImageClassifier(keras.Model):
         self.classifier = make_patch_classifier(
             classifier, num_classes, width=width, feature_dim=feature_dim, patch_size=shape
         )
-        self.preprocess = _make_preprocess(stain)
+        self.preprocess = make_stain_layer(stain)
 
     def build(self, input_shape: tuple) -> None:
         self.classifier.build((None, *self._net_shape, 3))
@@ -101,10 +102,7 @@ class WholeImageClassifier(keras.Model):
         return config
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        x = ops.cast(inputs, "float32")
-        if self.preprocess is not None:
-            x = self.preprocess(x)
-        x = x / 255.0
+        x = to_unit_range(inputs, self.preprocess)
         if self.input_size:
             x = ops.image.resize(x, self._net_shape, interpolation="bilinear", antialias=True)
         return self.classifier(x, training=training)
@@ -179,7 +177,7 @@ class PatchVoteClassifier(keras.Model):
         self.classifier = make_patch_classifier(
             "sanet", num_classes, width=width, feature_dim=feature_dim, patch_size=patch_size
         )
-        self.preprocess = _make_preprocess(stain)
+        self.preprocess = make_stain_layer(stain)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape: Any) -> None:
@@ -219,10 +217,7 @@ class PatchVoteClassifier(keras.Model):
         images, centres = self._split_inputs(inputs)
         if not self.built:
             self.build(images.shape)
-        x = ops.cast(images, "float32")
-        if self.preprocess is not None:
-            x = self.preprocess(x)
-        x = x / 255.0
+        x = to_unit_range(images, self.preprocess)
         if centres is None:
             width, height = self.image_size
             half = self.patch_size // 2

@@ -53,6 +53,7 @@ from keras import ops
 
 from breastzoo.models.denet import DeNet
 from breastzoo.models.patch_classifiers import make_patch_classifier
+from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
 
 __all__ = ["SelectiveAttention", "SelectiveRewardCallback", "vote"]
 
@@ -212,7 +213,7 @@ class SelectiveAttention(keras.Model):
             max_iterations=max(1, int(t_prime)),
             seed=seed,
         )
-        self.preprocess = _make_preprocess(stain)
+        self.preprocess = make_stain_layer(stain)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.denet_optimizer: keras.optimizers.Optimizer | None = None
         self.trackers = {
@@ -314,10 +315,7 @@ class SelectiveAttention(keras.Model):
     def _scale(self, images: Any) -> Any:
         if not self.built:
             self.build(tuple(images.shape))
-        x = ops.cast(images, "float32")
-        if self.preprocess is not None:
-            x = self.preprocess(x)
-        return x / 255.0
+        return to_unit_range(images, self.preprocess)
 
     def _corners(self, loc: Any) -> Any:
         """Top-left pixel (y0, x0) of the patch DeNet's loc in [0, 1]^2 points at; loc 0 and 1
@@ -502,14 +500,6 @@ class SelectiveAttention(keras.Model):
         self.trackers["loss"].update_state(ops.mean(nll))
         self.trackers["accuracy"].update_state(ops.mean(correct))
         return {name: self.trackers[name].result() for name in ("loss", "accuracy")}
-
-
-def _make_preprocess(stain: str) -> keras.layers.Layer | None:
-    if stain == "none":
-        return None
-    from breastzoo.data.stain import StainNormalization
-
-    return StainNormalization(method=stain)
 
 
 class SelectiveRewardCallback(keras.callbacks.Callback):
