@@ -7,17 +7,15 @@ turns those into one red line and exit code 2 instead of a traceback.
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from breastzoo.commands import register_all
+from breastzoo.commands.common import console, err_console, friendly, print_json
 
 app = typer.Typer(
     name="breastzoo",
@@ -30,11 +28,6 @@ data_app = typer.Typer(help="Index datasets, make patient-wise splits, synthesiz
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
 class DatasetKind(StrEnum):
     breakhis = "breakhis"
     bach = "bach"
@@ -45,25 +38,6 @@ class Preset(StrEnum):
     tiny = "tiny"
     demo = "demo"
     full = "full"
-
-
-def _friendly(func: F) -> F:
-    """Report library errors as one line on stderr with exit code 2 (no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _print_json(obj: Any) -> None:
-    # Plain print (not rich) so the output is exactly parseable JSON.
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -91,7 +65,7 @@ def version() -> None:
 
 
 @data_app.command("synth")
-@_friendly
+@friendly
 def data_synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the BreaKHis-format tree into.")],
     preset: Annotated[Preset, typer.Option(help="tiny (tests), demo (make demo), full (7909).")]
@@ -115,7 +89,7 @@ def data_synth(
         summary = synthesize(out, preset=preset.value, seed=seed, image_size=size,
                              progress=report)
     if as_json:
-        _print_json(summary)
+        print_json(summary)
         return
     console.print(
         f"Wrote {summary['images']} images of {summary['patients']} patients to "
@@ -154,7 +128,7 @@ def _index_table(summary: dict) -> Table:
 
 
 @data_app.command("index")
-@_friendly
+@friendly
 def data_index(
     root: Annotated[Path, typer.Argument(help="Dataset folder (any level of the tree).")],
     dataset: Annotated[DatasetKind | None, typer.Option(help="Skip auto-detection.")] = None,
@@ -166,7 +140,7 @@ def data_index(
     index = index_dataset(root, dataset.value if dataset else None)
     summary = index.summary()
     if as_json:
-        _print_json(summary)
+        print_json(summary)
         return
     if not index.records:
         raise ValueError(f"No usable images found. Received: root={str(root)!r}")
@@ -183,7 +157,7 @@ def data_index(
 
 
 @data_app.command("split")
-@_friendly
+@friendly
 def data_split(
     root: Annotated[Path, typer.Argument(help="Dataset folder.")],
     mag: Annotated[str | None, typer.Option(help="Magnification: 40, 100, 200 or 400.")] = None,
@@ -213,7 +187,7 @@ def data_split(
             "magnification": magnification,
         }
         if as_json:
-            _print_json(result)
+            print_json(result)
         else:
             for i, f in enumerate(fold_lists, start=1):
                 console.print(f"fold {i}: {len(f)} patients: {', '.join(f)}", highlight=False)
@@ -227,7 +201,7 @@ def data_split(
     result = split.to_dict(index.records)
     result["magnification"] = magnification
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     table = Table(title=f"patient-wise split ({split.source}, seed {seed})")
     for col in ("part", "patients", "images", "ids"):
@@ -266,7 +240,7 @@ class Level(StrEnum):
 
 
 @app.command()
-@_friendly
+@friendly
 def fit(
     dataset: Annotated[DatasetKind, typer.Argument(help="breakhis, bach or folder.")],
     mag: Annotated[str | None, typer.Option(help="Magnification (BreaKHis): 40/100/200/400.")]
@@ -310,14 +284,14 @@ def fit(
         verbose=0 if as_json else "auto", log=log,
     )
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     console.print(f"Run folder: {result['run_dir']}  (metrics.json, confusion_matrix.png, "
                   "roc.png, overlays/)")
 
 
 @app.command()
-@_friendly
+@friendly
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by breastzoo fit.")],
     data: Annotated[str | None, typer.Option(help="Data folder, if it moved.")] = None,
@@ -330,11 +304,11 @@ def evaluate(
     metrics = evaluate_run(run_dir, data=data,
                            log=(lambda m: err_console.print(m)) if as_json else console.print)
     if as_json:
-        _print_json(metrics)
+        print_json(metrics)
 
 
 @app.command()
-@_friendly
+@friendly
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Evaluated run folders.")],
     level: Annotated[Level, typer.Option(help="Test units: patients or images.")]
@@ -346,7 +320,7 @@ def compare(
 
     result = compare_runs(run_dirs, level.value)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     table = Table(title=f"{len(result['runs'])} runs, {result['units']} shared {level.value}s")
     table.add_column("run")
@@ -368,6 +342,9 @@ def compare(
             + (f" (adjusted {pair['p_adjusted']:.4g})" if pair.get("p_adjusted") else ""),
             highlight=False,
         )
+
+
+register_all(app)
 
 
 def main() -> None:
