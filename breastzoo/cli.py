@@ -221,6 +221,12 @@ class ModelName(StrEnum):
     oracle_roi = "oracle_roi"
     resnet50_roi = "resnet50_roi"
     resnet50_full = "resnet50_full"
+    hybrid = "hybrid"
+
+
+class Vote(StrEnum):
+    sum = "sum"
+    max = "max"
 
 
 class Task(StrEnum):
@@ -256,12 +262,29 @@ def fit(
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, weights and sampling.")] = 0,
     trials: Annotated[int, typer.Option(help="Repeat with seeds seed..seed+N-1.")] = 1,
-    reward: Annotated[str | None, typer.Option(help="DeNet reward: paper or per_image.")]
-    = None,
+    reward: Annotated[str | None, typer.Option(
+        help="DeNet reward: paper, per_image or per_glimpse.")] = None,
     k: Annotated[int | None, typer.Option(help="ROIs per image.")] = None,
     patch_size: Annotated[int | None, typer.Option(help="ROI side in pixels.")] = None,
     weights: Annotated[Path | None, typer.Option(help="Start from these weights.")] = None,
+    bagging: Annotated[int | None, typer.Option(
+        help="Bagging ensemble (paper 002): N models, each trained on N-1 folds of the "
+             "training patients and validated on the remaining one, saved as one model.")]
+    = None,
+    vote: Annotated[Vote | None, typer.Option(
+        help="How --bagging members vote: sum (average probabilities) or max (majority). "
+             "Default: sum.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default under runs/).")] = None,
+    publish: Annotated[bool, typer.Option(
+        help="After evaluation, publish the run to the zoo (see `breastzoo zoo`).")] = False,
+    name: Annotated[str | None, typer.Option(
+        help="Zoo name for --publish (default from the run, e.g. denet_sanet_100x).")] = None,
+    strategy: Annotated[str, typer.Option(
+        help="tf.distribute: none, mirrored (all local GPUs) or multiworker (TF_CONFIG; "
+             "docs/distributed.md).")] = "none",
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override any config field, FIELD=VALUE (repeatable), e.g. "
+                      "--set gamma=0.5.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")]
     = False,
 ) -> None:
@@ -269,19 +292,21 @@ def fit(
 
     Re-running the same command resumes an interrupted run from its last epoch.
     """
-    from breastzoo.configs import preset
+    from breastzoo.configs import apply_overrides, preset
     from breastzoo.training import fit as run_fit
 
-    cfg = preset(config.value).replace(
+    cfg = preset(config.value, model.value).replace(
         model=model.value, task=task.value, epochs=epochs, seed=seed, reward=reward, k=k,
-        patch_size=patch_size,
+        patch_size=patch_size, bagging=bagging, vote=vote.value if vote else None,
     )
+    cfg = apply_overrides(cfg, set_ or [])
     log = (lambda msg: err_console.print(msg, highlight=False)) if as_json else (
         lambda msg: console.print(msg, highlight=False))
     result = run_fit(
         dataset.value, data=data, mag=mag, config=cfg, preset=config.value, out=out,
         trials=trials, weights=str(weights) if weights else None,
-        verbose=0 if as_json else "auto", log=log,
+        verbose=0 if as_json else "auto", log=log, publish=publish, publish_name=name,
+        strategy=strategy,
     )
     if as_json:
         print_json(result)

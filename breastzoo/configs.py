@@ -16,6 +16,7 @@ MODELS = (
     "oracle_roi",
     "resnet50_roi",
     "resnet50_full",
+    "hybrid",
 )
 PRESETS = ("tiny", "demo", "paper")
 
@@ -34,8 +35,10 @@ class TrainConfig:
         max_steps: DeNet glimpses per image per training iteration (it stops early in the
             paper once k are selected; a fixed budget keeps the graph static).
         gamma, t_prime: convergence reward r_c = -log(i_gamma / t_prime) (paper: 0.25, 200).
-        reward: ``"paper"`` (one scalar r_p + r_c per iteration) or ``"per_image"``
-            (adds each image's log-likelihood of its true class on its selected patches).
+        reward: ``"paper"`` (one scalar r_p + r_c per iteration), ``"per_image"``
+            (adds each image's log-likelihood of its true class on its selected patches) or
+            ``"per_glimpse"`` (each action credited with the patch it produced; see
+            :mod:`breastzoo.models.selective`).
         reward_terms: subset of ``("rp", "rc")`` for the -r_p / -r_c ablations.
         separate_encoders: eqs. 1-3 encoders (False is the -Eq. 3 ablation).
         init: DeNet init, ``"paper"`` U(-0.01, 0.01) or ``"random"`` N(0, 1).
@@ -48,8 +51,25 @@ class TrainConfig:
         denet_lr: DeNet Adam learning rate.
         augment: augmentation policy (``"xu2020"``: rotations and flips, 3x).
         stain: stain normalisation inside the model (``"reinhard"``, ``"macenko"``, ``"none"``).
+        roi_order: inference ROI order, ``"selected"`` or ``"probability"``.
         selection: ``"denet"`` or ``"all"`` (SaNet trains on every glimpse; convergence bench).
         seed: run seed (weights, sampling, split).
+        lambda_: hybrid (paper 002): weight of the local branch in P = lambda P_L +
+            (1 - lambda) P_G (paper: 0.6).
+        grid: hybrid: (columns, rows) of the local patch grid (paper: 5x3 from 1120x672).
+        local_rule: hybrid: patch predictions ``"mean"`` (averaged) or ``"max"`` (majority).
+        branch_size: hybrid: side of the global input and of each local patch (paper: 224).
+        branch_width: hybrid: channel multiplier of both Inception-SEP branches.
+        optimizer: ``"adam"`` (paper 000) or ``"sgd"`` (paper 002: momentum SGD); its
+            learning rate and decay are ``sanet_lr`` and ``sanet_decay``.
+        momentum, weight_decay: SGD momentum and (decoupled) weight decay.
+        lr_decay_steps: apply ``sanet_decay`` every this many iterations (paper 002: 10000);
+            ``None``: once per epoch.
+        bagging: train this many models on disjoint folds of the training patients (each on
+            all folds but one, validated on that one) and save them as one ensemble
+            (paper 002: 5); 1 = a single model.
+        vote: how the bagged models vote: ``"sum"`` (average probabilities) or ``"max"``
+            (majority).
 
     Example:
         >>> preset("tiny").patch_size
@@ -80,7 +100,19 @@ class TrainConfig:
     augment: str = "xu2020"
     stain: str = "reinhard"
     selection: str = "denet"
+    roi_order: str = "selected"
     seed: int = 0
+    lambda_: float = 0.6
+    grid: tuple[int, int] = (5, 3)
+    local_rule: str = "mean"
+    branch_size: int = 224
+    branch_width: float = 1.0
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    lr_decay_steps: int | None = None
+    bagging: int = 1
+    vote: str = "sum"
     extra: dict = field(default_factory=dict)
 
     def replace(self, **changes) -> TrainConfig:
@@ -100,7 +132,7 @@ class TrainConfig:
             )
         if self.task not in ("subtype", "binary"):
             raise ValueError(f"Unknown task. Received: task={self.task!r}")
-        if self.reward not in ("paper", "per_image"):
+        if self.reward not in ("paper", "per_image", "per_glimpse"):
             raise ValueError(f"Unknown reward. Received: reward={self.reward!r}")
         if not set(self.reward_terms) <= {"rp", "rc"}:
             raise ValueError(f"Unknown reward term. Received: reward_terms={self.reward_terms}")
@@ -115,6 +147,18 @@ class TrainConfig:
                              f"max_steps={self.max_steps}")
         if self.k_max < self.k:
             raise ValueError(f"Need k_max >= k. Received: k_max={self.k_max}, k={self.k}")
+        if not 0.0 <= self.lambda_ <= 1.0:
+            raise ValueError(f"lambda must be in [0, 1]. Received: lambda_={self.lambda_}")
+        if len(self.grid) != 2 or min(self.grid) < 1:
+            raise ValueError(f"grid must be two positive ints. Received: grid={self.grid}")
+        for name, value, allowed in (("local_rule", self.local_rule, ("mean", "max")),
+                                     ("optimizer", self.optimizer, ("adam", "sgd")),
+                                     ("vote", self.vote, ("sum", "max"))):
+            if value not in allowed:
+                raise ValueError(f"Unknown {name}. Received: {name}={value!r}; expected one "
+                                 f"of {', '.join(allowed)}")
+        if self.bagging < 1:
+            raise ValueError(f"bagging must be >= 1. Received: bagging={self.bagging}")
         return self
 
     def to_dict(self) -> dict:
@@ -125,7 +169,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
-        for key in ("image_size", "reward_terms"):
+        for key in ("image_size", "reward_terms", "grid"):
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -144,16 +188,74 @@ _PRESETS: dict[str, dict] = {
     "paper": dict(width=64, epochs=60, max_steps=10, batch_size=4, sanet_lr=0.01),
 }
 
+# Per-model changes on top of a preset (paper 002's hybrid differs from paper 000's models).
+_MODEL_PRESETS: dict[tuple[str, str], dict] = {
+    # Tiny branches on a 3x2 grid of 32x32 patches.
+    ("tiny", "hybrid"): dict(branch_size=32, grid=(3, 2), branch_width=0.125),
+    # CPU budget: 112-pixel branches at half width (about 1/16 of the paper's MACs per
+    # patch); the paper's 5x3 grid and 8x augmentation.
+    ("demo", "hybrid"): dict(branch_size=112, branch_width=0.5, augment="zhu2019"),
+    # Paper 002: SGD, batch 10, lr 4e-4 decayed every 10k iterations (factor not stated;
+    # 0.1, Caffe's usual "step" gamma), momentum 0.9, weight decay 0.009, 40k iterations
+    # (50 epochs is about 42k at BreaKHis 200X: 1057 training images x 8 views / 10).
+    ("paper", "hybrid"): dict(optimizer="sgd", sanet_lr=4e-4, sanet_decay=0.1,
+                              lr_decay_steps=10_000, momentum=0.9, weight_decay=0.009,
+                              batch_size=10, epochs=50, augment="zhu2019", branch_size=224,
+                              grid=(5, 3), branch_width=1.0),
+}
 
-def preset(name: str) -> TrainConfig:
-    """The named preset as a TrainConfig.
+
+def preset(name: str, model: str | None = None) -> TrainConfig:
+    """The named preset as a TrainConfig, with ``model``'s own settings when it has some.
+
+    Args:
+        name: ``"tiny"``, ``"demo"`` or ``"paper"``.
+        model: optional model name; sets ``config.model`` and applies that model's
+            overrides (``--config paper --model hybrid`` gets paper 002's SGD settings).
 
     Raises:
         ValueError: unknown preset name.
+
+    Example:
+        >>> preset("paper", "hybrid").optimizer
+        'sgd'
     """
     if name not in _PRESETS:
         raise ValueError(
             f"Unknown config preset. Received: config={name!r}; expected one of "
             f"{', '.join(PRESETS)}."
         )
-    return TrainConfig(**_PRESETS[name])
+    if model is None:
+        return TrainConfig(**_PRESETS[name])
+    return TrainConfig(**{**_PRESETS[name], **_MODEL_PRESETS.get((name, model), {}),
+                          "model": model})
+
+
+def apply_overrides(config: TrainConfig, items: list[str] | tuple[str, ...]) -> TrainConfig:
+    """``config`` with ``FIELD=VALUE`` strings applied (``fit --set``, tune's best command).
+
+    Values are parsed as YAML scalars (``0.5``, ``true``, ``null``); a comma-separated value
+    gives a tuple for tuple fields (``grid=5,3``).
+
+    Raises:
+        ValueError: an item without ``=`` or an unknown field.
+
+    Example:
+        >>> apply_overrides(preset("tiny"), ["gamma=0.5", "reward_terms=rp"]).reward_terms
+        ('rp',)
+    """
+    import yaml
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    changes: dict = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            raise ValueError(f"--set needs FIELD=VALUE with a TrainConfig field. "
+                             f"Received: {item!r}")
+        if isinstance(getattr(config, name), tuple):
+            changes[name] = tuple(yaml.safe_load(v) for v in text.split(",") if v.strip())
+        else:
+            changes[name] = yaml.safe_load(text) if text.strip() else None
+    return dataclasses.replace(config, **changes)

@@ -1,26 +1,56 @@
 """``make demo``: the main job, end to end, on the built-in synthetic demo data.
 
-Generates (once, cached) the BreaKHis-format synthetic testbed, trains DeNet+SaNet at 100X
-on a patient-wise split with the ``demo`` preset, evaluates it on the test patients and says
-where the run folder and ROI overlays are. Re-running resumes or re-evaluates.
+1. Generate (once, cached) the BreaKHis-format synthetic testbed.
+2. Train DeNet+SaNet at 100X on a patient-wise split with the ``demo`` preset (resumable).
+3. Evaluate it on the test patients (metrics, confusion matrix, ROC, ROI overlays).
+4. Publish it to the zoo as ``denet_sanet_100x`` (skipped when that exact model is already
+   the latest published version, so re-running does not pile up identical versions).
+5. Export an int8 TFLite model for an edge microscope and check it against Keras.
+6. Predict a few test images through ``breastzoo.load`` with ROI overlays, and print how to
+   do the same in Python.
+
+Every number it prints comes from the synthetic testbed, not from BreaKHis.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
 
+ZOO_NAME = "denet_sanet_100x"
+PREDICT_IMAGES = 4
+
+
+def _already_published(run_dir: Path) -> int | None:
+    """The latest published version of ZOO_NAME if it holds this run's model.keras."""
+    from breastzoo.zoo import locate, versions
+    from breastzoo.zoo.registry import SUMS_FILE, parse_sums, sha256_file
+
+    if not versions(ZOO_NAME):
+        return None
+    latest = locate(ZOO_NAME)
+    sums = parse_sums((latest / SUMS_FILE).read_text(), latest / SUMS_FILE)
+    if sums.get("model.keras") == sha256_file(run_dir / "model.keras"):
+        return int(latest.name)
+    return None
+
 
 def main() -> int:
     """Run the demo; return a process exit code."""
+    from breastzoo.commands.export import export_model
+    from breastzoo.commands.predict import predict_images
     from breastzoo.configs import preset
+    from breastzoo.io import read_json
     from breastzoo.paths import DEMO_PRESET, DEMO_SEED, ensure_demo_data
     from breastzoo.training import fit
+    from breastzoo.zoo import load, publish_run
 
     console = Console()
+    say = lambda m: console.print(m, highlight=False)  # noqa: E731
     console.rule("breastzoo demo: synthetic BreaKHis-format testbed (results are not BreaKHis)")
     start = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
@@ -28,22 +58,50 @@ def main() -> int:
         root = ensure_demo_data(
             DEMO_PRESET, DEMO_SEED, lambda d, t: progress.update(task, completed=d, total=t)
         )
-    console.print(f"demo data: {root} ({time.perf_counter() - start:.0f} s)")
-    result = fit(
-        "breakhis", data=str(root), mag="100", config=preset("demo"), preset="demo",
-        log=lambda m: console.print(m, highlight=False),
-    )
-    run_dir = result["run_dir"]
+    say(f"demo data: {root} ({time.perf_counter() - start:.0f} s)")
+
+    result = fit("breakhis", data=str(root), mag="100", config=preset("demo"), preset="demo",
+                 log=say)
+    run_dir = Path(result["run_dir"])
     m = result["metrics"]
-    console.rule("done")
-    console.print(
-        f"DeNet+SaNet, 100X, 8 subtypes: IRR {m['irr']:.3f}, PRR {m['prr']:.3f}, "
+    say(f"DeNet+SaNet, 100X, 8 subtypes: IRR {m['irr']:.3f}, PRR {m['prr']:.3f}, "
         f"binary IRR {m['binary']['irr']:.3f}, ROI hit rate {m['roi_hit_rate']:.2f} "
-        f"(synthetic testbed; total {time.perf_counter() - start:.0f} s)"
-    )
-    console.print(f"run folder: {run_dir}")
-    console.print(f"ROI overlays: {run_dir}/overlays/")
-    console.print(f"re-evaluate: breastzoo evaluate {run_dir}")
+        "(synthetic testbed)")
+
+    console.rule("publish to the zoo")
+    version = _already_published(run_dir)
+    if version is None:
+        published = publish_run(run_dir, ZOO_NAME, log=say)
+        version = published["version"]
+    else:
+        say(f"{ZOO_NAME} version {version} already holds this run's model; not republished.")
+
+    console.rule("export for an edge microscope (TFLite int8)")
+    exported = export_model(ZOO_NAME, "tflite", quantize="int8", version=version, force=True)
+    check = exported.get("check") or {}
+    agreement = check.get("top1_agreement")
+    say(f"TFLite int8: {exported['path']} ({exported['bytes'] / 1e6:.2f} MB)"
+        + (f", top-1 agreement with Keras {agreement:.2f}" if agreement is not None else ""))
+
+    console.rule("predict with ROI overlays")
+    model = load(ZOO_NAME, version=version)
+    test_paths = [Path(r["path"]) for r in read_json(run_dir / "predictions.json")["images"]]
+    chosen = test_paths[:PREDICT_IMAGES]
+    overlay_dir = run_dir / "demo_predictions"
+    for row in predict_images(model, chosen, overlay_dir=overlay_dir):
+        say(f"  {Path(row['image']).name}: {row['class']} "
+            f"(p = {max(row['probabilities'].values()):.2f}, {len(row['boxes'])} ROIs)")
+
+    console.rule(f"done in {time.perf_counter() - start:.0f} s")
+    say(f"run folder:        {run_dir}  (metrics.json, confusion_matrix.png, roc.png)")
+    say(f"ROI overlays:      {run_dir}/overlays/ and {overlay_dir}/")
+    say(f"zoo version:       {model.path}  (card.md, SavedModel for TF Serving)")
+    say(f"TFLite int8:       {exported['path']}")
+    say("in Python:")
+    say(f"    import breastzoo\n    model = breastzoo.load({ZOO_NAME!r})\n"
+        "    probs = model.predict(images)   # uint8 [N, 460, 700, 3] -> [N, 8]\n"
+        "    out = model.infer(images)       # + class names and ROI boxes")
+    say(f"command line:      breastzoo predict {ZOO_NAME} IMAGE.png --overlay out/")
     return 0
 
 

@@ -17,8 +17,10 @@ re-evaluated, not retrained. A run folder made with a different configuration is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -86,6 +88,24 @@ def prepare_data(
     return PreparedData(source, magnification, index.classes(task), index.records, split)
 
 
+def for_dataset(config: TrainConfig, dataset: str) -> TrainConfig:
+    """``config`` adapted to the dataset: the hybrid (a whole-image model that resizes its
+    input itself) takes BACH photos at their native 2048x1536, where cropping them to the
+    default BreaKHis canvas (700x460) would discard most of each image. A size other than
+    the default is kept.
+
+    Example:
+        >>> for_dataset(TrainConfig(model="hybrid"), "bach").image_size
+        (2048, 1536)
+    """
+    from breastzoo.data.constants import BACH_IMAGE_SIZE
+
+    if (config.model == "hybrid" and dataset == "bach"
+            and tuple(config.image_size) == TrainConfig().image_size):
+        return config.replace(image_size=BACH_IMAGE_SIZE)
+    return config
+
+
 def default_run_dir(dataset: str, mag: str | None, config: TrainConfig, preset: str) -> Path:
     """``runs/<dataset>-<mag>-<model>-<task>-<preset>-seed<seed>``: the same command maps to
     the same folder, which is what makes re-running it resume."""
@@ -101,6 +121,11 @@ def _check_resumable(run_dir: Path, manifest: dict) -> None:
         return
     old = read_json(path)
     manifest = json.loads(json.dumps(manifest))  # tuples -> lists, as stored
+    if isinstance(old.get("config"), dict):
+        # Fields added to TrainConfig after the run was made count as their defaults, so
+        # new options do not orphan existing run folders.
+        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+        old["config"] = {**defaults, **old["config"]}
     for key in ("config", "data", "magnification", "split"):
         if old.get(key) != manifest.get(key):
             if key == "config":
@@ -143,7 +168,6 @@ def build_datasets(
     prepared: PreparedData, config: TrainConfig
 ) -> tuple[Any, Any, int]:
     """``(train, val, steps_per_epoch)`` tf.data pipelines for ``config.model``."""
-    from breastzoo.data.augment import expansion_factor
     from breastzoo.data.pipeline import make_dataset
 
     parts = prepared.parts()
@@ -166,28 +190,28 @@ def build_datasets(
 
         train = attach_lesion_centres(train, prepared, config, training=True)
         val = attach_lesion_centres(val, prepared, config, training=False)
-    n_train = len(parts["train"]) * (expansion_factor(augment) if augment != "none" else 1)
+    return train, val, train_steps(prepared, config)
+
+
+def train_steps(prepared: PreparedData, config: TrainConfig) -> int:
+    """Iterations per epoch: the (augmented) training part once, capped by
+    ``config.steps_per_epoch``; what :func:`build_datasets` returns, without building them."""
+    from breastzoo.data.augment import expansion_factor
+
+    # oracle_roi trains without augmentation (see build_datasets).
+    augment = "none" if config.model == "oracle_roi" else config.augment
+    n_train = len(prepared.parts()["train"]) * (
+        expansion_factor(augment) if augment != "none" else 1
+    )
     steps = max(1, n_train // config.batch_size)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
-    return train, val, steps
+    return steps
 
 
-def train_run(
-    run_dir: Path,
-    prepared: PreparedData,
-    config: TrainConfig,
-    *,
-    weights: str | None = None,
-    verbose: int | str = "auto",
-    log: Callable[[str], None] = print,
-) -> Path:
-    """Train one run (or resume it) and return the path of the trained ``model.keras``."""
-    from breastzoo.models.factory import build_model, compile_model
-    from breastzoo.models.selective import SelectiveAttention, SelectiveRewardCallback
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {
+def _manifest(prepared: PreparedData, config: TrainConfig) -> dict:
+    """What config.json records: the setup a resumed run must match."""
+    return {
         "config": config.to_dict(),
         "data": {
             "dataset": prepared.source.dataset,
@@ -199,6 +223,36 @@ def train_run(
         "class_names": prepared.class_names,
         "split": prepared.split.to_dict(prepared.records),
     }
+
+
+def _save_model(model: keras.Model, model_path: Path) -> None:
+    # Stage then rename: an interrupted save never leaves a model.keras that looks finished.
+    with tempfile.TemporaryDirectory(dir=model_path.parent) as tmp:
+        staged = Path(tmp) / model_path.name
+        model.save(staged)
+        staged.replace(model_path)
+
+
+def train_run(
+    run_dir: Path,
+    prepared: PreparedData,
+    config: TrainConfig,
+    *,
+    weights: str | None = None,
+    verbose: int | str = "auto",
+    log: Callable[[str], None] = print,
+    strategy: Any = None,
+) -> Path:
+    """Train one run (or resume it) and return the path of the trained ``model.keras``.
+
+    ``strategy`` (a ``tf.distribute`` strategy, see :func:`make_strategy`) builds and compiles
+    the model under its scope, so ``fit`` trains data-parallel.
+    """
+    from breastzoo.models.factory import build_model, compile_model
+    from breastzoo.models.selective import SelectiveAttention, SelectiveRewardCallback
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = _manifest(prepared, config)
     _check_resumable(run_dir, manifest)
     atomic_write_json(run_dir / "config.json", manifest)
     model_path = run_dir / "model.keras"
@@ -208,8 +262,13 @@ def train_run(
 
     keras.utils.set_random_seed(config.seed)
     train, val, steps = build_datasets(prepared, config)
-    model = build_model(config, prepared.class_names, prepared.magnification, weights=weights)
-    compile_model(model, config, steps)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(config, prepared.class_names, prepared.magnification,
+                            weights=weights)
+        compile_model(model, config, steps)
+    if _is_multiworker(strategy):
+        _avoid_batch_reduce(model)
+        _patch_scalar_reduce()
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "last.keras")),
@@ -226,13 +285,204 @@ def train_run(
             train, validation_data=val, epochs=config.epochs, steps_per_epoch=steps,
             callbacks=callbacks, verbose=verbose, shuffle=False,
         )
-    # Stage then rename: an interrupted save never leaves a model.keras that looks finished.
-    with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
-        staged = Path(tmp) / "model.keras"
-        model.save(staged)
-        staged.replace(model_path)
+    _save_model(model, model_path)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return model_path
+
+
+def bagging_folds(prepared: PreparedData, k: int, seed: int) -> list[list[str]]:
+    """Paper 002's bagging folds: the training patients (the run's train and val parts; the
+    test patients are never touched) in ``k`` disjoint, subtype-stratified folds.
+
+    Example:
+        >>> folds = bagging_folds(prepared, k=5, seed=0)  # doctest: +SKIP
+    """
+    from breastzoo.data.splits import kfold_patients
+
+    parts = prepared.parts()
+    return kfold_patients(parts["train"] + parts["val"], k=k, seed=seed)
+
+
+def member_split(split: Any, folds: list[list[str]], i: int) -> Any:
+    """Member ``i``'s split: all folds but the ``i``-th to train, the ``i``-th to validate,
+    the run's test patients unchanged; leak-checked.
+
+    Raises:
+        PatientLeakError: a patient in two parts (folds that overlap or hold test patients).
+    """
+    from breastzoo.data.splits import PatientSplit
+
+    if not 0 <= i < len(folds):
+        raise ValueError(f"No such fold. Received: i={i} for {len(folds)} folds")
+    train = sorted(p for j, fold in enumerate(folds) if j != i for p in fold)
+    part = PatientSplit(train, sorted(folds[i]), list(split.test), seed=split.seed,
+                        source=f"{split.source}; bagging fold {i + 1}/{len(folds)}")
+    part.check()
+    return part
+
+
+def train_bagging(
+    run_dir: Path,
+    prepared: PreparedData,
+    config: TrainConfig,
+    *,
+    weights: str | None = None,
+    verbose: int | str = "auto",
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Paper 002's bagging: ``config.bagging`` models, member ``i`` trained on all folds of
+    the training patients but the ``i``-th and validated on it, saved as one
+    :class:`~breastzoo.models.ensemble.Ensemble` (vote rule ``config.vote``) in
+    ``run_dir/model.keras``. Each member is an ordinary run folder ``run_dir/member-<i>``
+    (weights seeded ``config.seed + i``), so an interrupted bagging run resumes inside the
+    member it stopped in and skips finished members.
+
+    Returns:
+        The path of the ensemble's ``model.keras``.
+    """
+    import breastzoo.models.baselines  # noqa: F401 - registers member classes for loading
+    import breastzoo.models.hybrid  # noqa: F401
+    import breastzoo.models.selective  # noqa: F401
+    from breastzoo.models.ensemble import Ensemble
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    folds = bagging_folds(prepared, config.bagging, config.seed)
+    manifest = {**_manifest(prepared, config),
+                "bagging": {"folds": folds, "vote": config.vote}}
+    _check_resumable(run_dir, manifest)
+    atomic_write_json(run_dir / "config.json", manifest)
+    model_path = run_dir / "model.keras"
+    if model_path.exists():
+        log(f"{run_dir}: already trained; skipping to evaluation.")
+        return model_path
+    paths = []
+    for i in range(config.bagging):
+        member = dataclasses.replace(prepared, split=member_split(prepared.split, folds, i))
+        member_dir = run_dir / f"member-{i}"
+        log(f"[bagging {i + 1}/{config.bagging}] {member_dir}: "
+            f"{len(member.split.train)}/{len(member.split.val)} train/val patients")
+        paths.append(train_run(member_dir, member, config.replace(bagging=1, seed=config.seed + i),
+                               weights=weights, verbose=verbose, log=log))
+    members = [keras.saving.load_model(p, safe_mode=True) for p in paths]
+    ensemble = Ensemble(members, rule=config.vote, name="ensemble")
+    width, height = config.image_size
+    ensemble.build((None, height, width, 3))  # recorded in the file's build config
+    _save_model(ensemble, model_path)
+    return model_path
+
+
+STRATEGIES = ("none", "mirrored", "multiworker")
+
+
+def make_strategy(name: str | None) -> Any:
+    """The ``tf.distribute`` strategy of ``fit --strategy`` (None for ``"none"``).
+
+    ``"mirrored"``: every local GPU (MirroredStrategy); ``"multiworker"``: one process per
+    machine, cluster and role from ``TF_CONFIG`` (MultiWorkerMirroredStrategy; it must be
+    created before other TensorFlow work in the process, so :func:`fit` creates it first).
+    Custom ``train_step`` losses are divided by ``num_replicas_in_sync`` in the models
+    because Keras scales only its built-in losses. See docs/distributed.md.
+
+    Raises:
+        ValueError: unknown name, or ``"multiworker"`` without ``TF_CONFIG``.
+
+    Example:
+        >>> make_strategy("none") is None
+        True
+    """
+    if name in (None, "none"):
+        return None
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("--strategy multiworker reads the cluster from TF_CONFIG, which is "
+                             "not set. Received: TF_CONFIG=None (see docs/distributed.md)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown strategy. Received: strategy={name!r}; expected one of "
+                     f"{', '.join(STRATEGIES)}")
+
+
+def worker_role(strategy: Any) -> tuple[bool, str]:
+    """``(is_chief, name)`` of this process in a multi-worker strategy; ``(True, "chief")``
+    otherwise. The chief is task ``chief`` or, without one, ``worker`` 0 (TF's convention).
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type is None:
+        return True, "chief"
+    task_id = resolver.task_id or 0
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
+    return chief, "chief" if chief else f"{task_type}-{task_id}"
+
+
+def _is_multiworker(strategy: Any) -> bool:
+    if strategy is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _patch_scalar_reduce() -> None:
+    """Work around Keras 3's multi-worker reduction of the step's logs (once per process).
+
+    After each train/test step Keras averages every returned value over replicas with
+    ``strategy.reduce("MEAN", v, axis=0)`` under MultiWorkerMirroredStrategy, which fails
+    on the scalar losses and metrics a step returns ("Invalid reduction dimension 0 for
+    input with 0 dimensions"). The mean over replicas of a scalar is ``axis=None``; this
+    wraps Keras' ``reduce_per_replica`` to use it for multi-worker means and leaves every
+    other case (single worker, ``concat`` for predict, TPU) to Keras. With one device per
+    worker the step's outputs are plain tensors, not PerReplica values; they are still
+    all-reduced, so every worker logs the same (global) loss and validation accuracy.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "breastzoo_patched", False):
+        return
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        if reduction in ("auto", "mean") and _is_multiworker(strategy):
+            return keras.tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None)
+                if isinstance(v, tf.Tensor | tf.distribute.DistributedValues) else v, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.breastzoo_patched = True  # type: ignore[attr-defined]
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _avoid_batch_reduce(model: keras.Model) -> None:
+    """Work around keras-team/keras#20585 on this model instance.
+
+    Keras 3's TF trainer builds a model under a strategy from the first batch, which it
+    first averages over replicas with ``strategy.reduce("MEAN", (x, y))``;
+    MultiWorkerMirroredStrategy cannot reduce a nested per-replica batch ("Attempt to convert
+    a value (PerReplica...) to a Tensor") and ``fit`` fails before the first step. Only the
+    batch's shapes matter there (our models are built before ``fit``), so this takes the
+    local replica's part instead: no cross-worker reduce.
+    """
+    import types
+
+    import tensorflow as tf
+
+    def _maybe_symbolic_build(self: keras.Model, iterator: Any = None,
+                              data_batch: Any = None) -> None:
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda x: x.values[0] if isinstance(x, tf.distribute.DistributedValues)
+                    else x, next(it))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(_maybe_symbolic_build, model)
 
 
 def fit(
@@ -248,6 +498,10 @@ def fit(
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
+    publish: bool = False,
+    publish_name: str | None = None,
+    zoo_root: str | Path | None = None,
+    strategy: str | None = None,
 ) -> dict:
     """Train, evaluate and write run folder(s); the library behind ``breastzoo fit``.
 
@@ -264,10 +518,17 @@ def fit(
         verbose: Keras progress-bar mode.
         log: where to print progress lines.
         progress: data-generation progress callback.
+        publish: after evaluation, publish the run to the zoo (one trial only).
+        publish_name: zoo name (default :func:`breastzoo.zoo.registry.default_name`).
+        zoo_root: zoo root to publish to (default: see ``breastzoo.zoo.registry``).
+        strategy: ``"mirrored"`` or ``"multiworker"`` (:func:`make_strategy`). With
+            ``"multiworker"`` only the chief evaluates and writes ``run_dir``; other workers
+            write their copy to ``<run_dir>.<task>-<i>`` and return ``metrics`` None.
 
     Returns:
-        ``{"run_dir", "metrics"}``; with ``trials > 1`` metrics hold ``mean``/``std`` over
-        trials and each trial lives in ``run_dir/trial-<i>``.
+        ``{"run_dir", "metrics"}`` (plus ``"published"`` with ``publish``); with
+        ``trials > 1`` metrics hold ``mean``/``std`` over trials and each trial lives in
+        ``run_dir/trial-<i>``.
 
     Example:
         >>> fit("breakhis", data="demo", mag="100", config=preset("tiny"))  # doctest: +SKIP
@@ -277,8 +538,26 @@ def fit(
 
     if trials < 1:
         raise ValueError(f"trials must be >= 1. Received: trials={trials}")
-    config.validate()
+    config = for_dataset(config.validate(), dataset)
+    dist = make_strategy(strategy)  # first: MultiWorkerMirroredStrategy must precede TF work
+    if dist is not None and config.bagging > 1:
+        raise ValueError(f"--strategy trains one model; bagging is not distributed. "
+                         f"Received: strategy={strategy!r}, bagging={config.bagging}")
+    is_chief, role = worker_role(dist)
+    dist_kwargs = {"strategy": dist} if dist is not None else {}
+    if publish:
+        from breastzoo.zoo.registry import check_name
+
+        if trials != 1:
+            raise ValueError(f"--publish publishes one model; use --trials 1 or publish a "
+                             f"trial folder with `breastzoo zoo publish`. Received: "
+                             f"trials={trials}")
+        if publish_name is not None:
+            check_name(publish_name)  # before training, not after hours of it
     base = Path(out) if out else default_run_dir(dataset, mag, config, preset)
+    if not is_chief:
+        # Workers train the same weights; writing them into the chief's folder would race.
+        base = base.with_name(f"{base.name}.{role}")
     results = []
     for trial in range(trials):
         trial_config = config.replace(seed=config.seed + trial)
@@ -287,10 +566,21 @@ def fit(
         log(f"[trial {trial + 1}/{trials}] {run_dir}: "
             f"{len(prepared.split.train)}/{len(prepared.split.val)}/{len(prepared.split.test)} "
             f"train/val/test patients ({prepared.source.label})")
-        train_run(run_dir, prepared, trial_config, weights=weights, verbose=verbose, log=log)
+        train = train_bagging if trial_config.bagging > 1 else train_run
+        train(run_dir, prepared, trial_config, weights=weights, verbose=verbose, log=log,
+              **dist_kwargs)
+        if not is_chief:
+            continue  # the chief evaluates
         results.append(evaluate_run(run_dir, prepared=prepared, log=log))
+    if not is_chief:
+        return {"run_dir": str(base), "metrics": None, "role": role}
     if trials == 1:
-        return {"run_dir": str(base), "metrics": results[0]}
+        result = {"run_dir": str(base), "metrics": results[0]}
+        if publish:
+            from breastzoo.zoo.publish import publish_run
+
+            result["published"] = publish_run(base, publish_name, zoo_root, log=log)
+        return result
     summary = aggregate_trials(results)
     atomic_write_json(base / "metrics.json", {"trials": trials, **summary})
     return {"run_dir": str(base), "metrics": summary}

@@ -103,6 +103,8 @@ def evaluate_run(
     import keras
 
     import breastzoo.models.baselines  # noqa: F401 - registers classes for load_model
+    import breastzoo.models.ensemble  # noqa: F401
+    import breastzoo.models.hybrid  # noqa: F401
     import breastzoo.models.selective  # noqa: F401
     from breastzoo.configs import TrainConfig
     from breastzoo.evaluation.lesions import load_mask, roi_hit_rate
@@ -133,8 +135,9 @@ def evaluate_run(
             pred["patients"], ["benign", "malignant"], task="binary",
         )
     masks = [load_mask(p, prepared.source.root) for p in pred["paths"]]
-    # Whole-image models have no ROIs: the image centre hitting the lesion means nothing.
-    whole_image = config.model in ("sanet_resize", "resnet50_full")
+    # Whole-image models have no ROIs: the image centre hitting the lesion means nothing (the
+    # hybrid's "ROIs" are its patch grid, which tiles the whole image).
+    whole_image = config.model in ("sanet_resize", "resnet50_full", "hybrid")
     metrics["roi_hit_rate"] = None if whole_image else roi_hit_rate(pred["boxes"], masks)
     metrics["mean_rois"] = float(np.mean([len(b) for b in pred["boxes"]])) if test else None
     metrics["model"] = config.model

@@ -557,6 +557,29 @@ class DeNet(keras.Model):
             >>> round(float(d.log_prob([1.0], [[0.0, 0.0]], [0.5], [[0.0, 0.0]])[0]), 4)
             -2.531
         """
+        bern, gauss = self.log_prob_parts(select, loc, select_prob, loc_mean)
+        return bern + gauss
+
+    def log_prob_parts(
+        self, select: Any, loc: Any, select_prob: Any, loc_mean: Any
+    ) -> tuple[Any, Any]:
+        """The two terms of :meth:`log_prob` apart, for rewards that credit each action.
+
+        Args:
+            select: 0/1 actions, any shape ``S``.
+            loc: locations ``S + [2]``.
+            select_prob: p_t, shape ``S``.
+            loc_mean: mu_t, shape ``S + [2]``.
+
+        Returns:
+            ``(log Bernoulli(select; p), log N(loc; mu, sigma^2 I))``, each of shape ``S``.
+
+        Example:
+            >>> d = DeNet(num_classes=2, loc_std=1.0)
+            >>> bern, gauss = d.log_prob_parts([1.0], [[0.0, 0.0]], [0.5], [[0.0, 0.0]])
+            >>> round(float(bern[0]), 4), round(float(gauss[0]), 4)
+            (-0.6931, -1.8379)
+        """
         dtype = self.compute_dtype
         a = ops.cast(ops.convert_to_tensor(select), dtype)
         p = ops.clip(ops.cast(ops.convert_to_tensor(select_prob), dtype), _EPS, 1.0 - _EPS)
@@ -564,7 +587,7 @@ class DeNet(keras.Model):
         std = self.location_std()
         z = (ops.cast(ops.convert_to_tensor(loc), dtype) - ops.cast(loc_mean, dtype)) / std
         gauss = ops.sum(-0.5 * ops.square(z) - ops.log(std) - 0.5 * _LOG_2PI, axis=-1)
-        return bern + gauss
+        return bern, gauss
 
     def entropy(self, select_prob: Any) -> Any:
         """Entropy of the joint policy: Bernoulli(p) + Gaussian(sigma) over both axes.

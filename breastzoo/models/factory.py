@@ -43,6 +43,7 @@ def build_model(
             gamma=config.gamma, t_prime=config.t_prime, reward=config.reward,
             reward_terms=config.reward_terms, separate_encoders=config.separate_encoders,
             init=config.init, location_std=config.location_std, selection=config.selection,
+            roi_order=config.roi_order,
             seed=config.seed, **common,
         )
     elif name == "sanet_resize":
@@ -50,6 +51,12 @@ def build_model(
                                      width=config.width, **common)
     elif name == "resnet50_full":
         model = WholeImageClassifier(n, input_size=None, classifier="resnet50", **common)
+    elif name == "hybrid":
+        from breastzoo.models.hybrid import Hybrid
+
+        model = Hybrid(n, grid=config.grid, patch_size=config.branch_size,
+                       lambda_=config.lambda_, local_rule=config.local_rule,
+                       width=config.branch_width, **common)
     else:  # random_roi, oracle_roi
         model = PatchVoteClassifier(
             n, patch_size=config.patch_size, k=config.k, mode=name.split("_")[0],
@@ -65,21 +72,30 @@ def build_model(
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
     """Compile with the paper's optimisers: Adam for the classifier with per-epoch
-    exponential decay, and (selective models) Adam for DeNet."""
+    exponential decay, and (selective models) Adam for DeNet; ``config.optimizer="sgd"``
+    (paper 002) is momentum SGD decayed every ``config.lr_decay_steps`` iterations."""
     from breastzoo.models.selective import SelectiveAttention
 
     schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.sanet_lr, decay_steps=max(1, steps_per_epoch), decay_rate=config.sanet_decay,
-        staircase=True,
+        config.sanet_lr, decay_steps=max(1, config.lr_decay_steps or steps_per_epoch),
+        decay_rate=config.sanet_decay, staircase=True,
     )
+    if config.optimizer == "sgd":
+        # Keras' weight decay is decoupled (w -= lr * wd * w), not Caffe's L2 gradient term.
+        optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(schedule, weight_decay=config.weight_decay)
     if isinstance(model, SelectiveAttention):
         model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
+            optimizer=optimizer,
             denet_optimizer=keras.optimizers.Adam(config.denet_lr),
         )
+    elif config.model == "hybrid":
+        model.compile(optimizer=optimizer)  # losses and metrics are built in (train_step)
     else:
         model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
+            optimizer=optimizer,
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )

@@ -19,6 +19,13 @@ Training (one iteration on a mini-batch of B full-resolution images, ``train_ste
    on that image's selected patches, and uses a running (EMA) baseline: the paper's scalar
    tells DeNet *whether* the iteration went well, the per-image term tells it *which* glimpses
    were informative.
+   ``reward="per_glimpse"`` credits each action with what it produced instead of one number
+   per iteration: the select action at step t is rewarded with q_t - mean(q) if it selected
+   the patch (0 otherwise), and the location action that moved DeNet onto patch t with
+   q_t - mean(q), where q_t is SaNet's log-likelihood of the true class on patch t and the
+   mean is over the batch's glimpses (the baseline). Unbiased REINFORCE for each action with
+   far less variance than a shared scalar: DeNet learns *which* glimpses to keep and *where*
+   the informative ones were.
 4. Both networks update every iteration ("co-evolution"), each with its own Adam optimizer.
 
 Inference (``call`` / :meth:`SelectiveAttention.infer`): DeNet starts at the image centre and
@@ -55,7 +62,19 @@ from breastzoo.models.denet import DeNet
 from breastzoo.models.patch_classifiers import make_patch_classifier
 from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
 
-__all__ = ["SelectiveAttention", "SelectiveRewardCallback", "vote"]
+__all__ = [
+    "REWARDS",
+    "ROI_ORDERS",
+    "SelectiveAttention",
+    "SelectiveRewardCallback",
+    "per_glimpse_policy_loss",
+    "vote",
+]
+
+#: DeNet rewards (module docstring): the paper's scalar, plus per-image and per-glimpse credit.
+REWARDS = ("paper", "per_image", "per_glimpse")
+#: Order in which glimpses become ROIs at inference (see ``SelectiveAttention``).
+ROI_ORDERS = ("selected", "probability")
 
 _EPS = 1e-7
 
@@ -100,6 +119,38 @@ def vote(patch_probs: Any, k: int) -> tuple[Any, Any]:
     return (final_counts + mean_probs) / (n + 1.0), ops.cast(idx + 1, "int32")
 
 
+def per_glimpse_policy_loss(q: Any, select: Any, log_p_select: Any, log_p_move: Any) -> Any:
+    """REINFORCE loss crediting every DeNet action with the patch it produced.
+
+    The select action at step t earns ``select_t * (q_t - mean(q))``; the location drawn at
+    step t (it moved DeNet onto patch t + 1) earns ``q_{t+1} - mean(q)``. The batch mean of q
+    is the baseline.
+
+    Args:
+        q: ``[B, T]`` SaNet's log-likelihood of the true class on each glimpse (no gradient).
+        select: ``[B, T]`` 0/1 select actions.
+        log_p_select: ``[B, T]`` log-probability of each select action.
+        log_p_move: ``[B, T]`` log-probability of each location drawn at step t.
+
+    Returns:
+        Scalar loss (minimise it).
+
+    Example:
+        >>> import numpy as np
+        >>> q = np.array([[0.0, -2.0]], "float32")   # glimpse 0 good, glimpse 1 bad
+        >>> float(per_glimpse_policy_loss(q, np.ones((1, 2)), np.zeros((1, 2)),
+        ...                               np.array([[1.0, 0.0]])))  # move 0 led to glimpse 1
+        1.0
+    """
+    q = ops.convert_to_tensor(q, "float32")
+    gain = ops.stop_gradient(q - ops.mean(q))
+    select = ops.cast(select, "float32")
+    per_image = ops.sum(select * gain * log_p_select, axis=1) + ops.sum(
+        gain[:, 1:] * ops.cast(log_p_move, "float32")[:, :-1], axis=1
+    )
+    return -ops.mean(per_image)
+
+
 @keras.saving.register_keras_serializable(package="breastzoo")
 class SelectiveAttention(keras.Model):
     """DeNet (hard attention) + a patch classifier (SaNet by default), trained jointly.
@@ -115,7 +166,7 @@ class SelectiveAttention(keras.Model):
         feature_dim: classifier feature size read by DeNet (paper: 128).
         classifier: ``"sanet"`` or ``"resnet50"`` (the -S.A ablation).
         gamma, t_prime: convergence reward parameters (paper: 0.25, 200).
-        reward: ``"paper"`` or ``"per_image"`` (see module docstring).
+        reward: one of :data:`REWARDS` (see module docstring).
         reward_terms: which of ``"rp"``, ``"rc"`` enter R (ablations -r_p, -r_c).
         separate_encoders: DeNet eqs. 1-3 (False: the -Eq. 3 ablation).
         init: DeNet initialisation, ``"paper"`` or ``"random"``.
@@ -127,6 +178,9 @@ class SelectiveAttention(keras.Model):
             collapse onto one spot when the mean barely depends on the state, as it does
             early in training); ``"sample"`` (default) draws from the policy with a fixed seed
             per step, which is deterministic and covers the region the policy trained on.
+        roi_order: ``"selected"``: the glimpses DeNet selected, in order, then the rest by
+            decreasing select probability; ``"probability"``: all glimpses by decreasing select
+            probability (the k most confident choices vote, wherever they came in the walk).
         selection: ``"denet"`` (the select head picks the k training patches) or ``"all"``
             (every visited patch trains SaNet: the convergence baseline of paper 000).
         seed: seed for sampling.
@@ -156,10 +210,17 @@ class SelectiveAttention(keras.Model):
         magnification: str | None = None,
         inference_locations: str = "sample",
         selection: str = "denet",
+        roi_order: str = "selected",
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if roi_order not in ROI_ORDERS:
+            raise ValueError(
+                f"Unknown roi_order. Received: roi_order={roi_order!r}; expected one of "
+                f"{', '.join(ROI_ORDERS)}"
+            )
+        self.roi_order = roi_order
         if selection not in ("denet", "all"):
             raise ValueError(
                 f"Unknown selection. Received: selection={selection!r}; expected denet, all"
@@ -185,8 +246,11 @@ class SelectiveAttention(keras.Model):
                 f"Patch larger than the image. Received: patch_size={patch_size}, "
                 f"image_size={self.image_size}"
             )
-        if reward not in ("paper", "per_image"):
-            raise ValueError(f"Unknown reward. Received: reward={reward!r}")
+        if reward not in REWARDS:
+            raise ValueError(
+                f"Unknown reward. Received: reward={reward!r}; expected one of "
+                f"{', '.join(REWARDS)}"
+            )
         self.reward_terms = tuple(reward_terms)
         if not set(self.reward_terms) <= {"rp", "rc"}:
             raise ValueError(f"Unknown reward term. Received: reward_terms={reward_terms!r}")
@@ -281,6 +345,7 @@ class SelectiveAttention(keras.Model):
             magnification=self.magnification,
             inference_locations=self.inference_locations,
             selection=self.selection,
+            roi_order=self.roi_order,
             seed=self.seed,
         )
         return config
@@ -349,7 +414,8 @@ class SelectiveAttention(keras.Model):
         )
         lstm_state = self.denet.initial_state(batch)
         out: dict[str, list] = {
-            k: [] for k in ("patch", "probs", "p", "select", "loc", "logp", "entropy")
+            k: [] for k in ("patch", "probs", "p", "mu", "select", "loc", "next_loc", "logp",
+                            "entropy")
         }
         for t in range(steps):
             patch = self._crop(x, loc)
@@ -378,8 +444,10 @@ class SelectiveAttention(keras.Model):
                 ("patch", patch),
                 ("probs", probs),
                 ("p", p),
+                ("mu", mu),
                 ("select", select),
                 ("loc", loc),
+                ("next_loc", next_loc),
                 ("logp", logp),
                 ("entropy", self.denet.entropy(p)),
             ):
@@ -403,7 +471,10 @@ class SelectiveAttention(keras.Model):
         r = self._rollout(x, None, steps, training=False)
         # Selected glimpses first, in order; then the rest by decreasing select probability.
         t = ops.cast(ops.arange(steps), "float32")[None, :]
-        priority = ops.where(r["select"] > 0.5, t, steps + (1.0 - r["p"]))
+        if self.roi_order == "probability":
+            priority = 1.0 - r["p"]
+        else:
+            priority = ops.where(r["select"] > 0.5, t, steps + (1.0 - r["p"]))
         order = ops.argsort(priority, axis=1)[:, : self.k_max]
         take = ops.one_hot(order, steps)  # [B, k_max, steps]
         patch_probs = ops.einsum("bks,bsc->bkc", take, r["probs"])
@@ -444,15 +515,25 @@ class SelectiveAttention(keras.Model):
         with tf.GradientTape(persistent=True) as tape:
             r = self._rollout(x, labels, steps, training=True)
             # The first k selected glimpses of each image train the classifier.
-            keep = r["select"] * ops.cast(ops.cumsum(r["select"], axis=1) <= self.k, "float32")
             if self.selection == "all":
                 # Convergence baseline: SaNet trains on every glimpse DeNet visits.
-                keep = ops.ones_like(keep)
-            patches = ops.reshape(r["patch"], (-1, ps, ps, 3))
-            probs = self.classifier(patches, training=True)
-            probs = ops.reshape(probs, (batch, steps, self.num_classes))
+                keep, chosen, n = ops.ones_like(r["select"]), r["patch"], steps
+            else:
+                keep = r["select"] * ops.cast(ops.cumsum(r["select"], axis=1) <= self.k,
+                                              "float32")
+                # Gather those k slots so SaNet's forward and backward pass cost k patches per
+                # image, not max_steps (the time saving the paper claims); images with fewer
+                # than k selections fill the slots with unselected glimpses of weight 0.
+                t = ops.cast(ops.arange(steps), "float32")[None, :]
+                order = ops.argsort(ops.where(keep > 0, t, steps + t), axis=1)[:, : self.k]
+                take = ops.one_hot(order, steps)  # [B, k, T]
+                keep = ops.einsum("bkt,bt->bk", take, keep)
+                chosen = ops.einsum("bkt,bthwc->bkhwc", take, r["patch"])
+                n = self.k
+            probs = self.classifier(ops.reshape(chosen, (-1, ps, ps, 3)), training=True)
+            probs = ops.reshape(probs, (batch, n, self.num_classes))
             true = ops.one_hot(labels, self.num_classes)[:, None, :]
-            log_true = ops.log(ops.clip(ops.sum(probs * true, axis=-1), _EPS, 1.0))  # [B, T]
+            log_true = ops.log(ops.clip(ops.sum(probs * true, axis=-1), _EPS, 1.0))  # [B, n]
             n_keep = ops.sum(keep)
             # Keras scales only its built-in losses under tf.distribute; ours by hand.
             sanet_loss = -ops.sum(keep * log_true) / ops.maximum(n_keep, 1.0) / replicas
@@ -463,8 +544,16 @@ class SelectiveAttention(keras.Model):
                 n_img = ops.sum(keep, axis=1)
                 chance = -math.log(self.num_classes)
                 reward = reward + ops.where(n_img > 0, per_img / ops.maximum(n_img, 1.0), chance)
-            advantage = ops.stop_gradient(reward - self.baseline)
-            denet_loss = -ops.mean(ops.sum(r["logp"], axis=1) * advantage) / replicas
+            if self.reward == "per_glimpse":
+                # q_t: how well patch t shows the true class (what DeNet's classifier saw).
+                q = ops.log(ops.clip(ops.sum(r["probs"] * true, axis=-1), _EPS, 1.0))
+                reward = ops.mean(q, axis=1)
+                bern, gauss = self.denet.log_prob_parts(r["select"], r["next_loc"], r["p"],
+                                                        r["mu"])
+                denet_loss = per_glimpse_policy_loss(q, r["select"], bern, gauss) / replicas
+            else:
+                advantage = ops.stop_gradient(reward - self.baseline)
+                denet_loss = -ops.mean(ops.sum(r["logp"], axis=1) * advantage) / replicas
 
         cls_vars = self.classifier.trainable_variables
         self.optimizer.apply(tape.gradient(sanet_loss, cls_vars), cls_vars)
@@ -475,6 +564,9 @@ class SelectiveAttention(keras.Model):
         # Bookkeeping DeNet reads next iteration.
         it = self.iteration + 1.0
         loss_value = sanet_loss * replicas
+        if replicas > 1:
+            # DeNet's state input must agree on every replica (and worker): the global loss.
+            loss_value = tf.distribute.get_replica_context().all_reduce("MEAN", loss_value)
         self.avg_train_loss.assign(self.avg_train_loss + (loss_value - self.avg_train_loss) / it)
         self.iteration.assign(it)
         if self.reward == "per_image":
@@ -502,6 +594,11 @@ class SelectiveAttention(keras.Model):
         return {name: self.trackers[name].result() for name in ("loss", "accuracy")}
 
 
+def _read(variable: keras.Variable) -> float:
+    # float() fails on a variable created under a tf.distribute strategy (MirroredVariable).
+    return float(keras.ops.convert_to_numpy(variable.value))
+
+
 class SelectiveRewardCallback(keras.callbacks.Callback):
     """Feeds the validation pass into DeNet's reward and state after every epoch.
 
@@ -517,11 +614,11 @@ class SelectiveRewardCallback(keras.callbacks.Callback):
         val_loss = logs.get("val_loss")
         if val_acc is not None:
             model.last_val_accuracy.assign(float(val_acc))
-            model.best_val_accuracy.assign(max(float(model.best_val_accuracy), float(val_acc)))
-        if val_loss is not None and float(model.i_gamma) == 0 and val_loss < model.gamma:
-            model.i_gamma.assign(float(model.iteration))
+            model.best_val_accuracy.assign(max(_read(model.best_val_accuracy), float(val_acc)))
+        if val_loss is not None and _read(model.i_gamma) == 0 and val_loss < model.gamma:
+            model.i_gamma.assign(_read(model.iteration))
         if model.reward == "paper" and "reward" in logs:
-            n = float(model.epochs_seen) + 1.0
-            b = float(model.baseline)
+            n = _read(model.epochs_seen) + 1.0
+            b = _read(model.baseline)
             model.baseline.assign(b + (float(logs["reward"]) - b) / n)
-        model.epochs_seen.assign(float(model.epochs_seen) + 1.0)
+        model.epochs_seen.assign(_read(model.epochs_seen) + 1.0)

@@ -6,7 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from breastzoo.models.selective import SelectiveAttention, SelectiveRewardCallback, vote
+from breastzoo.models.selective import (
+    SelectiveAttention,
+    SelectiveRewardCallback,
+    per_glimpse_policy_loss,
+    vote,
+)
 from tests.helpers import assert_keras_roundtrip
 
 W, H = 64, 48
@@ -49,8 +54,9 @@ def test_vote_majority_and_tie_break():
         vote(p[None], k=7)
 
 
-def test_train_step_updates_both_networks_with_finite_reward():
-    model = tiny(reward="per_image")
+@pytest.mark.parametrize("reward", ["per_image", "per_glimpse"])
+def test_train_step_updates_both_networks_with_finite_reward(reward):
+    model = tiny(reward=reward)
     model.compile(
         optimizer=keras.optimizers.Adam(0.01), denet_optimizer=keras.optimizers.Adam(0.01)
     )
@@ -127,6 +133,37 @@ def test_inference_is_deterministic_with_boxes_inside_image():
     np.testing.assert_array_equal(boxes[..., 2] - boxes[..., 0], 16)
     assert set(np.asarray(a["n_rois"]).tolist()) <= {3, 4, 5}
     np.testing.assert_allclose(np.sum(a["probs"], axis=-1), 1.0, rtol=1e-5)
+
+
+def test_roi_order_probability_ranks_glimpses_by_select_probability():
+    x, _ = batch(3)
+    ranked = tiny(roi_order="probability").infer(x)
+    sel = np.asarray(ranked["select_prob"])
+    assert (np.diff(sel, axis=1) <= 1e-7).all()  # non-increasing along the voting order
+    walked = tiny(roi_order="selected").infer(x)
+    # Same DeNet weights and walk: the same glimpses, ranked differently.
+    np.testing.assert_allclose(np.sort(np.asarray(walked["select_prob"]).max(axis=1)),
+                               np.sort(sel[:, 0]), rtol=1e-6)
+    with pytest.raises(ValueError, match="roi_order='best'"):
+        tiny(roi_order="best")
+
+
+def test_per_glimpse_loss_credits_each_action_with_its_patch():
+    import tensorflow as tf
+
+    q = np.array([[0.0, -2.0, -1.0]], "float32")  # mean -1: gains +1, -1, 0
+    select = np.array([[1.0, 1.0, 0.0]], "float32")
+    lp_sel = tf.Variable(np.zeros((1, 3), "float32"))
+    lp_move = tf.Variable(np.zeros((1, 3), "float32"))
+    with tf.GradientTape() as tape:
+        loss = per_glimpse_policy_loss(q, select, lp_sel, lp_move)
+    g_sel, g_move = tape.gradient(loss, [lp_sel, lp_move])
+    # Selecting the good patch is reinforced, selecting the bad one discouraged; an unselected
+    # patch gives its select action no credit.
+    np.testing.assert_allclose(g_sel.numpy(), [[-1.0, 1.0, 0.0]])
+    # Move 0 led to the bad glimpse 1, move 1 to the average glimpse 2; the last move led
+    # nowhere.
+    np.testing.assert_allclose(g_move.numpy(), [[1.0, 0.0, 0.0]])
 
 
 def test_keras_roundtrip(tmp_path):
