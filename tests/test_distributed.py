@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.distributed
+# Each test starts 1-3 TensorFlow processes: minutes on the shared 2-core machine, so they
+# run with `make test-slow` or `pytest -m distributed`, not in `make test`.
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 TIMEOUT = 900  # seconds per process group; the shared 2-core machine is slow
 

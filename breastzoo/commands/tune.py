@@ -41,6 +41,10 @@ def tune(
     out: Annotated[Path | None, typer.Option(
         help="Study folder (default runs/tune/<study>-<dataset>-<mag>-<config>); re-running "
              "resumes it.")] = None,
+    report_only: Annotated[bool, typer.Option(
+        "--report", help="Train nothing: write the table, plot and best command of the "
+                         "trials finished so far (e.g. while the study runs elsewhere).")]
+    = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
     = False,
 ) -> None:
@@ -95,7 +99,8 @@ def tune(
                                        highlight=False)
 
         result = run_study(parsed, data=data, preset=config, out=out, max_trials=max_trials,
-                           overrides=overrides, reporter=report, log=log)
+                           overrides=overrides, reporter=report, log=log,
+                           report_only=report_only)
     if as_json:
         print_json(result)
         return

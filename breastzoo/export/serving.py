@@ -30,9 +30,9 @@ Two variants of the same function:
   ``sanet_resize`` (``ScaleAndTranslate``, not a builtin either) becomes two constant
   matrix products, exact because that resize is linear and separable.
 
-The noise table has ``noise_rows`` rows: in a batch larger than that, image i gets row
-``i mod noise_rows``, so only the first ``noise_rows`` images of such a batch are bit-for-bit
-the Keras model's (the Keras model itself gives image i of a batch the i-th draw).
+The Keras model uses one draw per step for the whole batch (an image's ROIs do not depend on
+its position in the batch), so the table needs one row (``noise_rows=1``, the default); more
+rows repeat the draw pattern of older models that drew one row per image.
 
 Example:
     >>> from breastzoo.configs import preset
@@ -65,7 +65,7 @@ __all__ = [
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("probabilities", "class", "boxes", "n_rois")
 #: Rows of the constant location-noise table of the builtin DeNet rollout (see module doc).
-DEFAULT_NOISE_ROWS = 64
+DEFAULT_NOISE_ROWS = 1
 
 
 def _kind(model: keras.Model) -> str:

@@ -438,7 +438,9 @@ class SelectiveAttention(keras.Model):
             if not training and self.inference_locations == "sample":
                 # A fixed seed per step keeps inference deterministic while spreading the
                 # glimpses the way the trained policy does; the mean alone collapses them.
-                noise = keras.random.normal(ops.shape(mu), seed=self.seed * 1009 + t)
+                # One draw per step shared by the whole batch: an image's ROIs must not depend
+                # on its position in the batch.
+                noise = keras.random.normal((1, 2), seed=self.seed * 1009 + t)
                 next_loc = ops.clip(mu + noise * self.denet.location_std(), 0.0, 1.0)
             for key, value in (
                 ("patch", patch),

@@ -257,6 +257,7 @@ def run_study(
     reporter: Callable[[str, dict[str, Any]], None] | None = None,
     log: Callable[[str], None] = print,
     verbose: int | str = 0,
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a study; the library behind ``breastzoo tune``.
 
@@ -271,6 +272,8 @@ def run_study(
         reporter: progress events (see :mod:`breastzoo.tuning.hypermodels`).
         log: where to print lines.
         verbose: Keras progress-bar mode inside trials.
+        report_only: train nothing; write the table, plot and best command of the trials
+            finished so far (e.g. while a long study is still running elsewhere).
 
     Returns:
         ``{"out", "role", "trials", "best", "fit_command", "plot"}``; a distributed worker
@@ -302,6 +305,8 @@ def run_study(
         "split": prepared.split.to_dict(prepared.records),
     }
     _check_resumable(out, manifest)
+    if report_only and not (out / "keras_tuner").exists():
+        raise ValueError(f"No study to report in {out}. Received: out={str(out)!r}")
     atomic_write_json(out / "study.json", manifest)
     hypermodel = hypermodel_for(study.model)(
         base, prepared, study.space, execution_log=out / "executions.jsonl",
@@ -311,7 +316,8 @@ def run_study(
         f"{len(prepared.split.train)}/{len(prepared.split.val)} train/val patients "
         f"({prepared.source.label}); test patients are not used")
     tuner = make_tuner(study, hypermodel, out, max_trials)
-    tuner.search(verbose=0)
+    if not report_only:
+        tuner.search(verbose=0)
     if who == "worker":
         ran = [json.loads(line) for line in (out / "executions.jsonl").read_text().splitlines()]
         mine = [r["values"] for r in ran

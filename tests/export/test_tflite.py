@@ -75,6 +75,7 @@ def test_int8_weights(selective_model, images, keras_outputs, fp32):
     np.testing.assert_allclose(out["probabilities"], keras_outputs["probabilities"], atol=0.05)
 
 
+@pytest.mark.slow
 def test_fp16_close_to_fp32(selective_model, images, keras_outputs, fp32):
     from breastzoo.export.tflite import TFLiteRunner, convert_tflite, flex_ops
 

@@ -166,6 +166,15 @@ def test_per_glimpse_loss_credits_each_action_with_its_patch():
     np.testing.assert_allclose(g_move.numpy(), [[1.0, 0.0, 0.0]])
 
 
+def test_prediction_does_not_depend_on_position_in_batch():
+    model = tiny()
+    x, _ = batch(3)
+    a = model.infer(x)
+    b = model.infer(x[::-1])
+    np.testing.assert_allclose(np.asarray(a["probs"]), np.asarray(b["probs"])[::-1], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(a["boxes"]), np.asarray(b["boxes"])[::-1])
+
+
 def test_keras_roundtrip(tmp_path):
     model = tiny(class_names=["a", "b", "c"], magnification="100X")
     x, _ = batch(2)
