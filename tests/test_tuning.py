@@ -96,9 +96,6 @@ def test_best_trial_prints_as_a_fit_command_that_round_trips():
 # ------------------------------------------------------------------ studies at --config tiny
 
 
-@pytest.mark.xfail(
-    reason="issue 6 open: the resumed study's --json stdout is not pure JSON", strict=False
-)
 def test_roi_patch_study_runs_tiny_resumes_and_never_reads_test_patients(
         tiny_testbed, tmp_path, monkeypatch):
     from breastzoo.data import pipeline

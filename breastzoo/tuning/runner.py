@@ -22,11 +22,13 @@ workers train trials.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -315,9 +317,12 @@ def run_study(
     log(f"study {study.name} ({study.tuner} search, {who}): {out}; "
         f"{len(prepared.split.train)}/{len(prepared.split.val)} train/val patients "
         f"({prepared.source.label}); test patients are not used")
-    tuner = make_tuner(study, hypermodel, out, max_trials)
-    if not report_only:
-        tuner.search(verbose=0)
+    # KerasTuner print()s its own chatter ("Reloading Tuner from ...", oracle messages);
+    # stdout carries the command's result (e.g. --json), so the chatter goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        tuner = make_tuner(study, hypermodel, out, max_trials)
+        if not report_only:
+            tuner.search(verbose=0)
     if who == "worker":
         ran = [json.loads(line) for line in (out / "executions.jsonl").read_text().splitlines()]
         mine = [r["values"] for r in ran

@@ -121,6 +121,19 @@ def test_fit_and_evaluate_run():
     assert float(model.epochs_seen) == 2.0
 
 
+def test_evaluate_scores_every_image_once_with_a_short_last_batch():
+    model = tiny()
+    model.compile()
+    x, y = batch(5, seed=3)
+    probs = np.asarray(model.infer(x)["probs"])
+    correct = np.argmax(probs, axis=-1) == y
+    nll = -np.log(np.clip(probs[np.arange(5), y], 1e-7, 1.0))
+    # Batches of 4 + 1: a mean of batch means would weight the fifth image 4 times.
+    scores = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    assert scores["accuracy"] == pytest.approx(correct.mean())
+    assert scores["loss"] == pytest.approx(nll.mean(), rel=1e-4)
+
+
 def test_inference_is_deterministic_with_boxes_inside_image():
     model = tiny()
     x, _ = batch(2)
