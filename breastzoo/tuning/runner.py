@@ -98,7 +98,10 @@ def make_tuner(study: Study, hypermodel: Any, directory: Path,
         max_consecutive_failed_trials=3,
     )
     if study.tuner == "grid":
-        return keras_tuner.GridSearch(max_trials=budget.get("max_trials"), **common)
+        from breastzoo.tuning.grid import grid_search
+
+        # Not keras_tuner.GridSearch: its oracle cannot resume (see breastzoo/tuning/grid.py).
+        return grid_search(max_trials=budget.get("max_trials"), **common)
     if study.tuner == "random":
         return keras_tuner.RandomSearch(max_trials=budget["max_trials"], **common)
     if study.tuner == "bayesian":
