@@ -103,7 +103,7 @@ def test_prune_errors_are_one_line(tmp_path):
 
 def test_prune_source_resolves_run_folders_and_zoo_names(tmp_path):
     from breastzoo.pruning.run import resolve_source
-    from breastzoo.zoo.registry import SUMS_FILE
+    from breastzoo.zoo.registry import write_sums
 
     # A zoo version folder, found by name through the registry (latest version).
     version = tmp_path / "zoo" / "hybrid_200x" / "3"
@@ -111,10 +111,13 @@ def test_prune_source_resolves_run_folders_and_zoo_names(tmp_path):
     (version / "model.keras").write_bytes(b"stub")
     atomic_write_json(version / "run_config.json", {"config": {"model": "hybrid"}})
     atomic_write_json(version / "metrics.json", {"irr": 0.75})
-    (version / SUMS_FILE).write_text("")
+    write_sums(version)
     model_path, manifest, metrics, label = resolve_source("hybrid_200x", tmp_path / "zoo")
     assert model_path == version / "model.keras"
     assert manifest["config"]["model"] == "hybrid" and metrics["irr"] == 0.75
     assert label == "hybrid_200x-v3"
+    (version / "model.keras").write_bytes(b"stuB")  # one flipped byte
+    with pytest.raises(ValueError, match="corrupted.*model.keras"):
+        resolve_source("hybrid_200x", tmp_path / "zoo")
     with pytest.raises(ValueError, match="hybrid_2000x|Unknown|unknown"):
         resolve_source("hybrid_2000x", tmp_path / "zoo")

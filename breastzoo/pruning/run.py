@@ -45,7 +45,8 @@ def resolve_source(source: str | Path, zoo_root: str | Path | None = None
         zoo_root: zoo root for names (default: the registry's).
 
     Raises:
-        ValueError: neither a usable folder nor a published zoo name.
+        ValueError: neither a usable folder nor a published zoo name, or a zoo version
+            whose files fail their SHA256SUMS.
 
     Example:
         >>> resolve_source("runs/missing")  # doctest: +SKIP
@@ -65,6 +66,7 @@ def resolve_source(source: str | Path, zoo_root: str | Path | None = None
     from breastzoo.zoo import registry
 
     folder = registry.locate(str(source), root=zoo_root)  # ValueError for unknown names
+    registry.check_dir(folder)  # a tampered or truncated version is refused before loading
     model_path, manifest, metrics, _ = resolve_source(folder)
     return model_path, manifest, metrics, f"{source}-v{folder.name}"
 
