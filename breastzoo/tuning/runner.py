@@ -155,10 +155,12 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
-               metric: str = "score") -> Path | None:
+               metric: str = "score", caption: str | None = None) -> Path | None:
     """``heatmap.png`` (two dimensions) or ``sweep.png`` (one), of completed trials' scores.
 
     Cells without a completed trial stay blank. Returns the path, or None for other shapes.
+    ``caption`` (e.g. which data and preset) is printed under the title, so a plot copied
+    out of its folder still says what it measured.
 
     Example:
         >>> plot_study(study, rows, Path("out"))  # doctest: +SKIP
@@ -180,7 +182,8 @@ def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
         ax.set_xlabel(name)
         ax.set_ylabel(f"{study.objective} (validation patients)")
-        ax.set_title(f"{study.name}: {study.objective} vs {name}")
+        ax.set_title(f"{study.name}: {study.objective} vs {name}"
+                     + (f"\n{caption}" if caption else ""), fontsize=9)
         ax.grid(alpha=0.3)
         return _save(fig, out / "sweep.png")
     row_name, col_name = names
@@ -189,7 +192,7 @@ def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
     grid = np.full((len(row_vals), len(col_vals)), np.nan)
     for r in done:
         grid[row_vals.index(r[row_name]), col_vals.index(r[col_name])] = r[metric]
-    fig = _new_figure((1.2 + 1.1 * len(col_vals), 1.0 + 0.7 * len(row_vals)))
+    fig = _new_figure((max(6.0, 1.2 + 1.1 * len(col_vals)), 1.4 + 0.7 * len(row_vals)))
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label=f"{study.objective} (validation)")
@@ -204,7 +207,8 @@ def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
             if np.isfinite(grid[i, j]):
                 ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
                         color="black" if grid[i, j] > mid else "white")
-    ax.set_title(f"{study.name}: {study.objective} per {row_name} x {col_name}")
+    ax.set_title(f"{study.name}: {study.objective} per {row_name} x {col_name}"
+                 + (f"\n{caption}" if caption else ""), fontsize=9)
     return _save(fig, out / "heatmap.png")
 
 
@@ -333,7 +337,9 @@ def run_study(
         return {"out": str(out), "role": who, "trials_run": mine}
     rows = collect_results(tuner, study)
     write_table(rows, out)
-    plot = plot_study(study, rows, out)
+    budget = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (overrides or {}).items())
+    plot = plot_study(study, rows, out,
+                      caption=f"{prepared.source.label}; --config {preset}{budget}")
     best = tuner.oracle.get_best_trials(1)
     result: dict[str, Any] = {"out": str(out), "role": who, "trials": rows, "plot":
                               str(plot) if plot else None, "best": None, "fit_command": None}
