@@ -128,6 +128,9 @@ def _weights(path: Path) -> dict[str, tuple[bool, np.ndarray]]:
 
     import breastzoo.models.selective  # noqa: F401  (registers the class for loading)
 
+    # Auto-named sublayers get unique suffixes per process (de_net, de_net_1, ...): reset the
+    # name counters so both models' weight paths are comparable.
+    keras.backend.clear_session()
     model = keras.saving.load_model(path, safe_mode=True)
     return {w.path: (w.trainable, keras.ops.convert_to_numpy(w)) for w in model.weights}
 
@@ -143,9 +146,9 @@ def test_fit_multiworker_two_processes_end_with_identical_weights(tiny_testbed, 
                           "--config", "tiny", "--strategy", "multiworker", "--out", str(out),
                           "--json", env=_env(TF_CONFIG=tf_config), cwd=tmp_path))
     outputs = _wait_all(procs)
-    for code, out, err in outputs:
-        assert code == 0, (out + err)[-4000:]
-    chief, worker = (json.loads(out) for _, out, _ in outputs)
+    for code, stdout, stderr in outputs:
+        assert code == 0, (stdout + stderr)[-4000:]
+    chief, worker = (json.loads(stdout) for _, stdout, _ in outputs)
     assert chief["metrics"] is not None and 0.0 <= chief["metrics"]["irr"] <= 1.0
     assert worker == {"run_dir": f"{out}.worker-1", "metrics": None, "role": "worker-1"}
     assert (out / "metrics.json").exists() and not (Path(f"{out}.worker-1") / "metrics.json"
@@ -186,8 +189,8 @@ def test_tune_chief_and_two_workers_share_the_grid(tiny_testbed, tmp_path):
     procs = [_cli(*args, env=_env(KERASTUNER_TUNER_ID=tid, **common), cwd=tmp_path)
              for tid in ("chief", "tuner0", "tuner1")]
     outputs = _wait_all(procs)
-    for code, out, err in outputs:
-        assert code == 0, (out + err)[-4000:]
+    for code, stdout, stderr in outputs:
+        assert code == 0, (stdout + stderr)[-4000:]
     records = [json.loads(line) for line in (out / "executions.jsonl").read_text().splitlines()]
     ended = [r for r in records if r["event"] == "end"]
     gammas = sorted(r["values"]["gamma"] for r in ended)
