@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Each test starts 1-3 TensorFlow processes. The two training tests take about a minute each
-# on 2 cores and run in `make test`; the chief + two workers study takes several minutes, so
-# it is also marked slow (`make test-slow`, or `pytest -m distributed` for all three).
+# Each test starts 1-3 TensorFlow processes: together about 3 minutes on 2 idle cores. The
+# two training tests run in `make test`; the chief + two workers study (80 s) is also marked
+# slow to keep `make test` near its 20-minute budget (`make test-slow`, or
+# `pytest -m distributed` for all three).
 pytestmark = [pytest.mark.distributed]
 
 TIMEOUT = 900  # seconds per process group; the shared 2-core machine is slow
