@@ -51,17 +51,15 @@ def rescore(study_file: str, data: str, preset: str, out: Path,
         model = hypermodel.build(trial.hyperparameters)
         config = hypermodel.config_for(values)
         _, val, _ = build_datasets(prepared, config)
+        model.infer(next(iter(val))[0])  # create the variables before loading the weights
+        model.load_weights(weights)
         labels, preds = [], []
-        loaded = False
         for images, y in val:
-            if not loaded:
-                model.infer(images)  # create the variables before loading the weights
-                model.load_weights(weights)
-                loaded = True
             preds.append(np.argmax(np.asarray(model.infer(images)["probs"]), axis=-1))
             labels.append(np.asarray(y).reshape(-1))
         correct = int(np.sum(np.concatenate(preds) == np.concatenate(labels)))
         n = int(sum(len(y) for y in labels))
+        # Cross-check: the fixed test_step must agree with the count above.
         evaluated = model.evaluate(val, verbose=0, return_dict=True)
         rows.append({
             "trial": trial.trial_id, **values,

@@ -93,27 +93,24 @@ def test_best_trial_prints_as_a_fit_command_that_round_trips():
         apply_overrides(preset("demo"), ["gamma"])
 
 
-class _CountingGrid:
+def _counting_grid(calls: list, interrupt_at: int | None):
     """A 3 x 2 grid HyperModel that trains nothing and records which cells ran."""
+    import keras
+    import keras_tuner
 
-    @staticmethod
-    def make(calls: list, interrupt_at: int | None):
-        import keras
-        import keras_tuner
+    class HyperModel(keras_tuner.HyperModel):
+        def build(self, hp):
+            hp.Choice("a", [1, 2, 3])
+            hp.Choice("b", [10, 20])
+            return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
 
-        class HyperModel(keras_tuner.HyperModel):
-            def build(self, hp):
-                hp.Choice("a", [1, 2, 3])
-                hp.Choice("b", [10, 20])
-                return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        def fit(self, hp, model, *args, **kwargs):
+            calls.append((hp.get("a"), hp.get("b")))
+            if len(calls) == interrupt_at:
+                raise KeyboardInterrupt
+            return {"score": float(hp.get("a") * 100 + hp.get("b"))}
 
-            def fit(self, hp, model, *args, **kwargs):
-                calls.append((hp.get("a"), hp.get("b")))
-                if len(calls) == interrupt_at:
-                    raise KeyboardInterrupt
-                return {"score": float(hp.get("a") * 100 + hp.get("b"))}
-
-        return HyperModel()
+    return HyperModel()
 
 
 def test_grid_search_resumes_an_interrupted_study_and_walks_the_rest_of_the_grid(tmp_path):
@@ -126,8 +123,8 @@ def test_grid_search_resumes_an_interrupted_study_and_walks_the_rest_of_the_grid
     kwargs = dict(objective=keras_tuner.Objective("score", "max"), directory=str(tmp_path),
                   project_name="kt")
     with pytest.raises(KeyboardInterrupt):
-        grid_search(_CountingGrid.make(calls, interrupt_at=3), **kwargs).search(verbose=0)
-    tuner = grid_search(_CountingGrid.make(calls, interrupt_at=None), **kwargs)
+        grid_search(_counting_grid(calls, interrupt_at=3), **kwargs).search(verbose=0)
+    tuner = grid_search(_counting_grid(calls, interrupt_at=None), **kwargs)
     tuner.search(verbose=0)
     cells = [(a, b) for a in (1, 2, 3) for b in (10, 20)]
     # Two finished cells kept, the interrupted one re-run, then the rest once each.

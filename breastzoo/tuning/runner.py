@@ -174,6 +174,10 @@ def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
     done = [r for r in rows if r["status"] == "COMPLETED" and r.get(metric) is not None]
     if not done or len(names) not in (1, 2):
         return None
+
+    def title(what: str) -> str:
+        return f"{study.name}: {study.objective} {what}" + (f"\n{caption}" if caption else "")
+
     if len(names) == 1:
         (name,) = names
         pts = sorted((r[name], r[metric]) for r in done)
@@ -182,8 +186,7 @@ def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
         ax.set_xlabel(name)
         ax.set_ylabel(f"{study.objective} (validation patients)")
-        ax.set_title(f"{study.name}: {study.objective} vs {name}"
-                     + (f"\n{caption}" if caption else ""), fontsize=9)
+        ax.set_title(title(f"vs {name}"), fontsize=9)
         ax.grid(alpha=0.3)
         return _save(fig, out / "sweep.png")
     row_name, col_name = names
@@ -207,8 +210,7 @@ def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
             if np.isfinite(grid[i, j]):
                 ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
                         color="black" if grid[i, j] > mid else "white")
-    ax.set_title(f"{study.name}: {study.objective} per {row_name} x {col_name}"
-                 + (f"\n{caption}" if caption else ""), fontsize=9)
+    ax.set_title(title(f"per {row_name} x {col_name}"), fontsize=9)
     return _save(fig, out / "heatmap.png")
 
 
