@@ -16,6 +16,7 @@ from rich.table import Table
 
 from breastzoo.commands import register_all
 from breastzoo.commands.common import console, err_console, friendly, print_json
+from breastzoo.configs import MODELS, PRESETS
 
 app = typer.Typer(
     name="breastzoo",
@@ -32,6 +33,11 @@ class DatasetKind(StrEnum):
     breakhis = "breakhis"
     bach = "bach"
     folder = "folder"
+
+
+class Task(StrEnum):
+    subtype = "subtype"
+    binary = "binary"
 
 
 class Preset(StrEnum):
@@ -167,38 +173,70 @@ def data_split(
     folds: Annotated[Path | None, typer.Option(help="Official BreaKHis dsfoldN.txt.")] = None,
     allow_leak: Annotated[bool, typer.Option(help="Accept a fold file that leaks a patient.")]
     = False,
+    task: Annotated[Task, typer.Option(
+        help="Stratify by subtype or by benign/malignant (use the task you will fit).")]
+    = Task.subtype,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Patient-wise train/val/test split (70/30, 25% of train as val), or k folds."""
+    """Patient-wise train/val/test split (70/30 of each class's images, 25% of train as val), or
+    k folds. The --json output is what `breastzoo fit --split FILE` reads."""
+    import warnings
+
     from breastzoo.data.index import index_dataset
     from breastzoo.data.records import normalize_magnification
-    from breastzoo.data.splits import kfold_patients, read_official_fold, split_patients
+    from breastzoo.data.splits import class_of, kfold_patients, read_official_fold, split_patients
 
     magnification = normalize_magnification(mag) if mag is not None else None
     index = index_dataset(root, dataset.value if dataset else None).filter(magnification)
     if not index.records:
         raise ValueError(f"No usable images found. Received: root={str(root)!r}, mag={mag!r}")
-    if kfold is not None:
-        fold_lists = kfold_patients(index.records, k=kfold, seed=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        if kfold is not None:
+            split = None
+            fold_lists = kfold_patients(index.records, k=kfold, seed=seed, task=task.value)
+        elif folds is not None:
+            split = read_official_fold(folds, magnification, seed=seed, allow_leak=allow_leak,
+                                       task=task.value)
+        else:
+            split = split_patients(index.records, seed=seed, task=task.value)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            err_console.print(f"[bold red]WARNING:[/] {w.message}", highlight=False)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if split is None:
+        by_fold = []
+        for f in fold_lists:
+            members = set(f)
+            counts: dict[str, int] = {}
+            for r in index.records:
+                if r.patient in members:
+                    counts[class_of(r, task.value)] = counts.get(class_of(r, task.value), 0) + 1
+            by_fold.append(dict(sorted(counts.items())))
         result = {
             "folds": fold_lists,
             "counts": [len(f) for f in fold_lists],
+            "images": by_fold,
             "seed": seed,
+            "task": task.value,
             "magnification": magnification,
         }
         if as_json:
             print_json(result)
         else:
-            for i, f in enumerate(fold_lists, start=1):
-                console.print(f"fold {i}: {len(f)} patients: {', '.join(f)}", highlight=False)
+            for i, (f, c) in enumerate(zip(fold_lists, by_fold, strict=True), start=1):
+                shown = ", ".join(f"{k} {v}" for k, v in c.items())
+                console.print(f"fold {i}: {len(f)} patients ({shown} images): {', '.join(f)}",
+                              highlight=False)
         return
-    if folds is not None:
-        split = read_official_fold(folds, magnification, seed=seed, allow_leak=allow_leak)
-        if split.notes:
-            err_console.print(f"[bold red]WARNING: {split.notes[0]}[/]")
-    else:
-        split = split_patients(index.records, seed=seed)
     result = split.to_dict(index.records)
+    for part, records in split.assign(index.records).items():
+        by_class: dict[str, int] = {}
+        for r in records:
+            by_class[class_of(r, task.value)] = by_class.get(class_of(r, task.value), 0) + 1
+        result["counts"][part]["by_class"] = dict(sorted(by_class.items()))
+    result["task"] = task.value
     result["magnification"] = magnification
     if as_json:
         print_json(result)
@@ -208,20 +246,15 @@ def data_split(
         table.add_column(col)
     for part in ("train", "val", "test"):
         c = result["counts"][part]
-        table.add_row(part, str(c["patients"]), str(c.get("images", "")),
+        shown = ", ".join(f"{k} {v}" for k, v in c["by_class"].items())
+        table.add_row(part, str(c["patients"]), f"{c.get('images', '')} ({shown})",
                       ", ".join(result[part]))
     console.print(table)
     console.print(f"fingerprint {result['fingerprint']}")
 
 
-class ModelName(StrEnum):
-    denet_sanet = "denet_sanet"
-    sanet_resize = "sanet_resize"
-    random_roi = "random_roi"
-    oracle_roi = "oracle_roi"
-    resnet50_roi = "resnet50_roi"
-    resnet50_full = "resnet50_full"
-    hybrid = "hybrid"
+# The choices come from configs (one list of models and presets for the whole package).
+ModelName = StrEnum("ModelName", {name: name for name in MODELS})
 
 
 class Vote(StrEnum):
@@ -229,15 +262,7 @@ class Vote(StrEnum):
     max = "max"
 
 
-class Task(StrEnum):
-    subtype = "subtype"
-    binary = "binary"
-
-
-class ConfigPreset(StrEnum):
-    tiny = "tiny"
-    demo = "demo"
-    paper = "paper"
+ConfigPreset = StrEnum("ConfigPreset", {name: name for name in PRESETS})
 
 
 class Level(StrEnum):
@@ -285,12 +310,18 @@ def fit(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override any config field, FIELD=VALUE (repeatable), e.g. "
                       "--set gamma=0.5.")] = None,
+    split: Annotated[Path | None, typer.Option(
+        help="Use this patient split: the JSON of `breastzoo data split --json` or an "
+             "official dsfoldN.txt. Leaks and unknown patients are refused; data patients "
+             "it does not mention are dropped with a warning. Not with --trials > 1.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")]
     = False,
 ) -> None:
     """Train on a patient-wise split, evaluate on the test patients, write a run folder.
 
-    Re-running the same command resumes an interrupted run from its last epoch.
+    The split is made for --task (stratified by subtype or by benign/malignant, image
+    counts balanced) unless --split gives one. Re-running the same command resumes an
+    interrupted run from its last epoch.
     """
     from breastzoo.configs import apply_overrides, preset
     from breastzoo.training import fit as run_fit
@@ -306,7 +337,7 @@ def fit(
         dataset.value, data=data, mag=mag, config=cfg, preset=config.value, out=out,
         trials=trials, weights=str(weights) if weights else None,
         verbose=0 if as_json else "auto", log=log, publish=publish, publish_name=name,
-        strategy=strategy,
+        strategy=strategy, split=split,
     )
     if as_json:
         print_json(result)
@@ -319,15 +350,39 @@ def fit(
 @friendly
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by breastzoo fit.")],
-    data: Annotated[str | None, typer.Option(help="Data folder, if it moved.")] = None,
+    data: Annotated[str | None, typer.Option(
+        help="Without --external: the run's own data folder, if it moved. With --external: "
+             "another data tree to score.")] = None,
+    external: Annotated[bool, typer.Option(
+        "--external", help="External validation: score the run on EVERY image of --data at "
+                           "the run's magnification (or --mag), ignoring splits; writes "
+                           "RUN/external/<tree name>/ (or --out).")] = False,
+    mag: Annotated[str | None, typer.Option(
+        help="With --external: magnification to score (default: the run's).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="With --external: output folder (default RUN/external/<tree name>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")]
     = False,
 ) -> None:
-    """Re-evaluate a trained run on its test patients."""
-    from breastzoo.evaluation.reports import evaluate_run
+    """Re-evaluate a trained run on its test patients, or (--external) on another data tree.
 
-    metrics = evaluate_run(run_dir, data=data,
-                           log=(lambda m: err_console.print(m)) if as_json else console.print)
+    breastzoo evaluate RUN --data OTHER_TREE --external [--mag 100] [--out DIR] writes
+    metrics.json, predictions.json, patients.csv, confusion_matrix.png and roc.png.
+    """
+    from breastzoo.evaluation.reports import evaluate_external, evaluate_run
+
+    log = (lambda m: err_console.print(m, highlight=False)) if as_json else (
+        lambda m: console.print(m, highlight=False))
+    if external:
+        if data is None:
+            raise ValueError("--external scores another data tree: pass --data PATH. "
+                             "Received: data=None")
+        metrics = evaluate_external(run_dir, data, mag=mag, out=out, log=log)
+    else:
+        if mag is not None or out is not None:
+            raise ValueError(f"--mag and --out go with --external (scoring another tree). "
+                             f"Received: mag={mag!r}, out={str(out) if out else None!r}")
+        metrics = evaluate_run(run_dir, data=data, log=log)
     if as_json:
         print_json(metrics)
 

@@ -1,4 +1,5 @@
-"""Training presets: ``tiny`` (tests), ``demo`` (make demo, CPU) and ``paper`` (paper 000).
+"""Training presets: ``tiny`` (tests), ``demo`` (make demo, CPU), ``real`` (real H&E on
+CPU, bench/real.py) and ``paper`` (paper 000).
 
 A preset is a :class:`TrainConfig`; command-line options override single fields. The config
 is written to every run folder (``config.json``) so a run can be resumed and re-evaluated.
@@ -13,12 +14,13 @@ MODELS = (
     "denet_sanet",
     "sanet_resize",
     "random_roi",
+    "centre_roi",
     "oracle_roi",
     "resnet50_roi",
     "resnet50_full",
     "hybrid",
 )
-PRESETS = ("tiny", "demo", "paper")
+PRESETS = ("tiny", "demo", "real", "paper")
 
 
 @dataclass
@@ -70,6 +72,17 @@ class TrainConfig:
             (paper 002: 5); 1 = a single model.
         vote: how the bagged models vote: ``"sum"`` (average probabilities) or ``"max"``
             (majority).
+        balance: class-balanced sampling of training images (every class drawn equally
+            often; see :func:`breastzoo.data.pipeline.make_dataset`). On by default: real
+            BreaKHis is 31% benign, and without it small models learned to call everything
+            by the majority class (docs/models.md).
+        color_jitter: HED stain-jitter strength for training images (0 = off; 0.05 is
+            Tellez et al.'s "HED-light").
+        lr_schedule: ``"exponential"`` (the papers' decay, ``sanet_decay`` per epoch or per
+            ``lr_decay_steps``) or ``"cosine"`` (linear warm-up over the first epoch, then
+            cosine decay to 0 over the run).
+        keep_best: ``"val_balanced_accuracy"`` (the saved model is the epoch with the best
+            validation balanced accuracy; ties: lower validation loss) or ``"last"``.
 
     Example:
         >>> preset("tiny").patch_size
@@ -113,6 +126,10 @@ class TrainConfig:
     lr_decay_steps: int | None = None
     bagging: int = 1
     vote: str = "sum"
+    balance: bool = True
+    color_jitter: float = 0.0
+    lr_schedule: str = "exponential"
+    keep_best: str = "val_balanced_accuracy"
     extra: dict = field(default_factory=dict)
 
     def replace(self, **changes) -> TrainConfig:
@@ -153,10 +170,17 @@ class TrainConfig:
             raise ValueError(f"grid must be two positive ints. Received: grid={self.grid}")
         for name, value, allowed in (("local_rule", self.local_rule, ("mean", "max")),
                                      ("optimizer", self.optimizer, ("adam", "sgd")),
-                                     ("vote", self.vote, ("sum", "max"))):
+                                     ("vote", self.vote, ("sum", "max")),
+                                     ("lr_schedule", self.lr_schedule,
+                                      ("exponential", "cosine")),
+                                     ("keep_best", self.keep_best,
+                                      ("val_balanced_accuracy", "last"))):
             if value not in allowed:
                 raise ValueError(f"Unknown {name}. Received: {name}={value!r}; expected one "
                                  f"of {', '.join(allowed)}")
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1). Received: "
+                             f"color_jitter={self.color_jitter}")
         if self.bagging < 1:
             raise ValueError(f"bagging must be >= 1. Received: bagging={self.bagging}")
         return self
@@ -184,6 +208,12 @@ _PRESETS: dict[str, dict] = {
     # 0.137 vs 0.295 on the same split; docs/benchmarks.md).
     "demo": dict(width=16, epochs=8, max_steps=8, batch_size=4, steps_per_epoch=40,
                  sanet_lr=1e-3),
+    # Real H&E on 2 CPU cores (bench/real.py; docs/models.md "Training on real BreaKHis"):
+    # class-balanced batches, HED stain jitter instead of in-model Reinhard (which turned
+    # eosin-rich benign stroma purple and cost 0.06-0.2 balanced accuracy on held-out
+    # patients), cosine learning rate, best epoch by validation balanced accuracy.
+    "real": dict(width=16, epochs=12, max_steps=8, batch_size=8, steps_per_epoch=30,
+                 sanet_lr=1e-3, stain="none", color_jitter=0.1, lr_schedule="cosine"),
     # Paper 000's hyper-parameters.
     "paper": dict(width=64, epochs=60, max_steps=10, batch_size=4, sanet_lr=0.01),
 }
@@ -195,6 +225,7 @@ _MODEL_PRESETS: dict[tuple[str, str], dict] = {
     # CPU budget: 112-pixel branches at half width (about 1/16 of the paper's MACs per
     # patch); the paper's 5x3 grid and 8x augmentation.
     ("demo", "hybrid"): dict(branch_size=112, branch_width=0.5, augment="zhu2019"),
+    ("real", "hybrid"): dict(branch_size=112, branch_width=0.5, augment="zhu2019"),
     # Paper 002: SGD, batch 10, lr 4e-4 decayed every 10k iterations (factor not stated;
     # 0.1, Caffe's usual "step" gamma), momentum 0.9, weight decay 0.009, 40k iterations
     # (50 epochs is about 42k at BreaKHis 200X: 1057 training images x 8 views / 10).
@@ -209,7 +240,7 @@ def preset(name: str, model: str | None = None) -> TrainConfig:
     """The named preset as a TrainConfig, with ``model``'s own settings when it has some.
 
     Args:
-        name: ``"tiny"``, ``"demo"`` or ``"paper"``.
+        name: ``"tiny"``, ``"demo"``, ``"real"`` or ``"paper"``.
         model: optional model name; sets ``config.model`` and applies that model's
             overrides (``--config paper --model hybrid`` gets paper 002's SGD settings).
 

@@ -60,15 +60,32 @@ def prepare_data(
     task: str,
     seed: int,
     progress: Callable[[int, int], None] | None = None,
+    split: str | Path | Any = None,
 ) -> PreparedData:
     """Resolve, index, filter to one magnification and split patient-wise.
 
+    Args:
+        dataset: ``"breakhis"``, ``"bach"`` or ``"folder"``.
+        data: path, ``"demo"`` or ``None`` (see :func:`breastzoo.datasource.resolve_data`).
+        mag: magnification (required for BreaKHis).
+        task: ``"subtype"`` or ``"binary"``: the classes, and what the split stratifies by.
+        seed: seed of the split (and of an official fold file's validation part).
+        progress: data-generation progress callback.
+        split: ``None`` (a new :func:`~breastzoo.data.splits.split_patients` split), a
+            :class:`~breastzoo.data.splits.PatientSplit`, or a split file (the JSON of
+            ``breastzoo data split --json`` or an official ``dsfoldN.txt``); a given split is
+            checked against the data (:func:`~breastzoo.data.splits.validate_split`).
+
     Raises:
-        ValueError: missing data, bad magnification, BreaKHis without ``--mag``, or too
-            few patients for a train/val/test split.
+        ValueError: missing data, bad magnification, BreaKHis without ``--mag``, too few
+            patients for a train/val/test split, or a split naming patients absent from the
+            data; PatientLeakError for a split that leaks a patient.
+
+    Example:
+        >>> prepared = prepare_data("breakhis", "demo", "100", "binary", 0)  # doctest: +SKIP
     """
     from breastzoo.data.index import index_dataset
-    from breastzoo.data.splits import split_patients
+    from breastzoo.data.splits import PatientSplit, load_split, split_patients, validate_split
     from breastzoo.datasource import resolve_data
 
     source = resolve_data(dataset, data, progress=progress)
@@ -78,14 +95,20 @@ def prepare_data(
     index = index_dataset(source.root, source.dataset).filter(magnification)
     if not index.records:
         raise ValueError(f"No usable images in {source.root} (mag={mag!r}).")
-    split = split_patients(index.records, seed=seed)
+    if split is None:
+        parts = split_patients(index.records, seed=seed, task=task)
+    elif isinstance(split, PatientSplit):
+        parts = validate_split(split, index.records, task=task)
+    else:
+        parts = load_split(split, index.records, magnification, task=task, seed=seed)
     for part in ("train", "val", "test"):
-        if not getattr(split, part):
+        if not parts.assign(index.records)[part]:
+            where = f"split {parts.source}" if split is not None else str(source.root)
             raise ValueError(
                 f"Too few patients to split: the {part} part is empty "
-                f"({len(index.patients())} patients in {source.root})."
+                f"({len(index.patients())} patients in {source.root}; {where})."
             )
-    return PreparedData(source, magnification, index.classes(task), index.records, split)
+    return PreparedData(source, magnification, index.classes(task), index.records, parts)
 
 
 def for_dataset(config: TrainConfig, dataset: str) -> TrainConfig:
@@ -179,7 +202,8 @@ def build_datasets(
     train = make_dataset(
         parts["train"], prepared.class_names, batch_size=config.batch_size, shuffle=True,
         seed=config.seed, augment=augment, drop_remainder=True, repeat=True,
-        with_path=config.model == "oracle_roi", **common,
+        with_path=config.model == "oracle_roi", balance=config.balance,
+        color_jitter=config.color_jitter if augment != "none" else 0.0, **common,
     )
     val = make_dataset(
         parts["val"], prepared.class_names, batch_size=config.batch_size,
@@ -248,6 +272,7 @@ def train_run(
     ``strategy`` (a ``tf.distribute`` strategy, see :func:`make_strategy`) builds and compiles
     the model under its scope, so ``fit`` trains data-parallel.
     """
+    from breastzoo.callbacks import KeepBest, ValidationScores
     from breastzoo.models.factory import build_model, compile_model
     from breastzoo.models.selective import SelectiveAttention, SelectiveRewardCallback
 
@@ -269,28 +294,41 @@ def train_run(
     if _is_multiworker(strategy):
         _avoid_batch_reduce(model)
         _patch_scalar_reduce()
+    keep_best = KeepBest(run_dir / "checkpoints")
+    # Order matters: validation scores enter the logs first; DeNet's reward, the history,
+    # the best-epoch keeper and TensorBoard read them.
     callbacks = [
+        ValidationScores(val, len(prepared.class_names)),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "last.keras")),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         HistoryWriter(run_dir / "history.json"),
     ]
     if isinstance(model, SelectiveAttention):
-        callbacks.insert(0, SelectiveRewardCallback())
+        callbacks.insert(1, SelectiveRewardCallback())
+    if config.keep_best != "last":
+        callbacks.append(keep_best)
     with warnings.catch_warnings():
         # The validation set has no known size (unreadable files are dropped on the fly), so
         # Keras warns when it ends; the training set repeats and never runs out.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         model.fit(
-            train, validation_data=val, epochs=config.epochs, steps_per_epoch=steps,
+            train, epochs=config.epochs, steps_per_epoch=steps,
             callbacks=callbacks, verbose=verbose, shuffle=False,
         )
+    if config.keep_best != "last":
+        best = keep_best.restore(model)
+        if best is not None:
+            log(f"{run_dir}: keeping epoch {best['epoch'] + 1} of {config.epochs} "
+                f"({best['monitor']} {best['score']:.3f})")
+            atomic_write_json(run_dir / "best_epoch.json", best)
     _save_model(model, model_path)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return model_path
 
 
-def bagging_folds(prepared: PreparedData, k: int, seed: int) -> list[list[str]]:
+def bagging_folds(prepared: PreparedData, k: int, seed: int,
+                  task: str = "subtype") -> list[list[str]]:
     """Paper 002's bagging folds: the training patients (the run's train and val parts; the
     test patients are never touched) in ``k`` disjoint, subtype-stratified folds.
 
@@ -300,7 +338,7 @@ def bagging_folds(prepared: PreparedData, k: int, seed: int) -> list[list[str]]:
     from breastzoo.data.splits import kfold_patients
 
     parts = prepared.parts()
-    return kfold_patients(parts["train"] + parts["val"], k=k, seed=seed)
+    return kfold_patients(parts["train"] + parts["val"], k=k, seed=seed, task=task)
 
 
 def member_split(split: Any, folds: list[list[str]], i: int) -> Any:
@@ -346,7 +384,7 @@ def train_bagging(
     from breastzoo.models.ensemble import Ensemble
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    folds = bagging_folds(prepared, config.bagging, config.seed)
+    folds = bagging_folds(prepared, config.bagging, config.seed, config.task)
     manifest = {**_manifest(prepared, config),
                 "bagging": {"folds": folds, "vote": config.vote}}
     _check_resumable(run_dir, manifest)
@@ -502,6 +540,7 @@ def fit(
     publish_name: str | None = None,
     zoo_root: str | Path | None = None,
     strategy: str | None = None,
+    split: str | Path | Any = None,
 ) -> dict:
     """Train, evaluate and write run folder(s); the library behind ``breastzoo fit``.
 
@@ -524,6 +563,11 @@ def fit(
         strategy: ``"mirrored"`` or ``"multiworker"`` (:func:`make_strategy`). With
             ``"multiworker"`` only the chief evaluates and writes ``run_dir``; other workers
             write their copy to ``<run_dir>.<task>-<i>`` and return ``metrics`` None.
+        split: use this patient split instead of making one: a
+            :class:`~breastzoo.data.splits.PatientSplit` or a split file (the JSON of
+            ``breastzoo data split --json``, or an official ``dsfoldN.txt``). Checked against
+            the data (leaks and unknown patients refused, unmentioned patients dropped with a
+            warning); one split, so only with ``trials=1``.
 
     Returns:
         ``{"run_dir", "metrics"}`` (plus ``"published"`` with ``publish``); with
@@ -538,6 +582,10 @@ def fit(
 
     if trials < 1:
         raise ValueError(f"trials must be >= 1. Received: trials={trials}")
+    if split is not None and trials != 1:
+        raise ValueError(f"--split fixes one patient split; --trials repeats over new splits. "
+                         f"Use one or the other. Received: trials={trials}, split="
+                         f"{getattr(split, 'source', split)!s}")
     config = for_dataset(config.validate(), dataset)
     dist = make_strategy(strategy)  # first: MultiWorkerMirroredStrategy must precede TF work
     if dist is not None and config.bagging > 1:
@@ -562,10 +610,15 @@ def fit(
     for trial in range(trials):
         trial_config = config.replace(seed=config.seed + trial)
         run_dir = base / f"trial-{trial}" if trials > 1 else base
-        prepared = prepare_data(dataset, data, mag, config.task, trial_config.seed, progress)
+        prepared = prepare_data(dataset, data, mag, config.task, trial_config.seed, progress,
+                                split=split)
+        images = {k: len(v) for k, v in prepared.parts().items()}
         log(f"[trial {trial + 1}/{trials}] {run_dir}: "
             f"{len(prepared.split.train)}/{len(prepared.split.val)}/{len(prepared.split.test)} "
-            f"train/val/test patients ({prepared.source.label})")
+            f"train/val/test patients, {images['train']}/{images['val']}/{images['test']} "
+            f"images ({prepared.source.label}; split {prepared.split.source})")
+        for note in prepared.split.notes:
+            log(f"  split warning: {note}")
         train = train_bagging if trial_config.bagging > 1 else train_run
         train(run_dir, prepared, trial_config, weights=weights, verbose=verbose, log=log,
               **dist_kwargs)

@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from breastzoo.cli import app
-from tests.data.trees import make_breakhis
+from tests.data.trees import REAL_PATIENTS, make_breakhis
 
 runner = CliRunner()
 
@@ -90,3 +90,35 @@ def test_leaky_official_fold_refused_then_allowed(tmp_path):
     assert allowed.exit_code == 0
     assert "WARNING" in allowed.stderr
     assert json.loads(allowed.stdout)["warnings"]
+
+
+def test_split_by_binary_task_feeds_load_split(tmp_path):
+    from breastzoo.data.index import index_dataset
+    from breastzoo.data.splits import load_split
+
+    make_breakhis(tmp_path, mags=(100,), per_mag=2)
+    result = runner.invoke(app, ["data", "split", str(tmp_path), "--mag", "100",
+                                 "--task", "binary", "--json"])
+    assert result.exit_code == 0, result.output
+    obj = json.loads(result.stdout)
+    assert obj["task"] == "binary" and obj["source"] == "stratified by binary label"
+    label = {p: ("benign" if sub in ("A", "F") else "malignant")
+             for sub, ids in REAL_PATIENTS.items() for p in ids}
+    for part in ("train", "val", "test"):
+        assert {label[p] for p in obj[part]} == {"benign", "malignant"}, part
+    assert "warnings" not in obj
+    path = tmp_path / "split.json"
+    path.write_text(result.stdout)
+    records = index_dataset(tmp_path).filter("100X").records
+    loaded = load_split(path, records, "100X", task="binary")
+    assert loaded.fingerprint() == obj["fingerprint"]
+
+
+def test_split_warns_about_parts_lacking_a_class(tmp_path):
+    make_breakhis(tmp_path, mags=(100,), per_mag=1)
+    result = runner.invoke(app, ["data", "split", str(tmp_path), "--mag", "100", "--json"])
+    assert result.exit_code == 0, result.output
+    obj = json.loads(result.stdout)
+    # Subtypes A, F and MC have two patient groups each: one for train, one for test.
+    assert "val part has no 'MC' images (the data has 2 patient groups of 'MC')" in obj["warnings"]
+    assert "WARNING" in result.stderr and "'MC'" in result.stderr

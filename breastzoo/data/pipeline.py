@@ -384,6 +384,8 @@ def make_dataset(
     repeat: bool = False,
     drop_remainder: bool = False,
     with_path: bool = False,
+    balance: bool = False,
+    color_jitter: float = 0.0,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of uint8 images and int32 labels for a list of records.
 
@@ -422,6 +424,13 @@ def make_dataset(
         repeat: repeat forever.
         drop_remainder: drop the last partial batch.
         with_path: also yield paths and patient ids.
+        balance: class-balanced sampling (training): every class present in ``records`` is
+            drawn with the same probability, each class's images reshuffled every pass.
+            Needs ``repeat=True`` (the stream is endless; an epoch is ``steps_per_epoch``
+            batches). Full BreaKHis is 31% benign; without this a small model learns the
+            majority class first and often stays there.
+        color_jitter: with ``augment`` other than ``"none"``, random stain variation in HED
+            space of this strength (see :func:`breastzoo.data.augment.hed_jitter`); 0 = off.
 
     Returns:
         The dataset, prefetched.
@@ -450,13 +459,9 @@ def make_dataset(
     out_size = _check_size("resize", resize) if resize is not None else None
     norm = _as_normalizer(normalizer)
 
-    paths = [r.path for r in records]
-    patients = [r.patient for r in records]
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(paths), tf.constant(labels, tf.int32), tf.constant(patients))
-    )
-    if shuffle and cache is None:
-        ds = ds.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    if balance and not repeat:
+        raise ValueError("balance=True samples an endless stream; it needs repeat=True. "
+                         "Received: repeat=False")
 
     def load(path: tf.Tensor, label: tf.Tensor, patient: tf.Tensor) -> tuple:
         image = decode_image(path)
@@ -485,23 +490,50 @@ def make_dataset(
             image = _fit_and_resize(image, size, out_size)
         return image, label, path, patient
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors(log_warning=True)
-    if cache is not None:
-        if cache == "memory":
-            ds = ds.cache()
-        else:
-            os.makedirs(os.path.dirname(os.path.abspath(os.fspath(cache))), exist_ok=True)
-            ds = ds.cache(os.fspath(cache))
-        if shuffle:
-            buffer = max(1, min(len(records), int(shuffle_buffer)))
-            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    def source(indices: Sequence[int], stream_seed: int | None) -> tf.data.Dataset:
+        """Decoded (image, label, path, patient) of ``records[indices]``, shuffled, cached
+        and repeated as asked."""
+        ds = tf.data.Dataset.from_tensor_slices((
+            tf.constant([records[i].path for i in indices]),
+            tf.constant([labels[i] for i in indices], tf.int32),
+            tf.constant([records[i].patient for i in indices]),
+        ))
+        if shuffle and cache is None:
+            ds = ds.shuffle(len(indices), seed=stream_seed, reshuffle_each_iteration=True)
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.ignore_errors(log_warning=True)
+        if cache is not None:
+            if cache == "memory":
+                ds = ds.cache()
+            else:
+                os.makedirs(os.path.dirname(os.path.abspath(os.fspath(cache))), exist_ok=True)
+                suffix = "" if stream_seed == seed else f".class{indices[0]}"
+                ds = ds.cache(os.fspath(cache) + suffix)
+            if shuffle:
+                buffer = max(1, min(len(indices), int(shuffle_buffer)))
+                ds = ds.shuffle(buffer, seed=stream_seed, reshuffle_each_iteration=True)
+        return ds.repeat() if repeat else ds
+
+    if balance:
+        by_class: dict[int, list[int]] = {}
+        for i, label in enumerate(labels):
+            by_class.setdefault(label, []).append(i)
+        classes = sorted(by_class)
+        streams = [
+            source(by_class[c], None if seed is None else seed + 1000 * (j + 1))
+            for j, c in enumerate(classes)
+        ]
+        ds = tf.data.Dataset.sample_from_datasets(
+            streams, weights=[1.0 / len(classes)] * len(classes), seed=seed,
+            stop_on_empty_dataset=False,
+        ) if len(streams) > 1 else streams[0]
+    else:
+        ds = source(range(len(records)), seed)
     if augment != "none":
         aug_seed = None if seed is None else seed + 1
         copies = factor if expand else 1
-        ds = expand_and_augment(ds, augment, aug_seed, copies=copies, cycle_length=cycle_length)
+        ds = expand_and_augment(ds, augment, aug_seed, copies=copies, cycle_length=cycle_length,
+                                color_jitter=color_jitter)
 
     def structure(image: tf.Tensor, label: tf.Tensor, path: tf.Tensor, patient: tf.Tensor):
         if with_path:

@@ -511,9 +511,22 @@ def _macenko_one(image: tf.Tensor, reference: MacenkoStats, subsample: int) -> t
         pinv_t = _pinv_t(_stain_matrix(od_sub, tissue))
         max_c = _max_concentration(od_sub, pinv_t)
         scale = _const(reference.max_concentration) / tf.maximum(max_c, 1e-6)
-        conc = tf.matmul(_optical_density(image), pinv_t) * scale
+        od = _optical_density(image)
+        # Negative amounts are unmixing noise (a green-tinted lumen reads as +H, -E); a
+        # stain cannot be less than absent.
+        conc = tf.maximum(tf.matmul(od, pinv_t), 0.0) * scale
         he_ref = _const(reference.stain_matrix)
         out = MACENKO_IO * tf.exp(-tf.matmul(conc, he_ref, transpose_b=True))
+        # Background (glass, lumen) carries no stain to normalise, but its tint still unmixes
+        # into some haematoxylin, which the scale then amplifies into a blue lumen on real
+        # BreaKHis slides (docs/img/real_stain.png). Keep it as it was, fading in the
+        # normalised colour as the optical density rises to the tissue threshold.
+        # Tissue is Macenko's own definition (OD >= beta in every channel); the ramp starts
+        # at beta / 2 so faint tissue edges do not get a hard seam.
+        weight = tf.clip_by_value(
+            (tf.reduce_min(od, axis=-1, keepdims=True) - 0.5 * MACENKO_BETA)
+            / (0.5 * MACENKO_BETA), 0.0, 1.0)
+        out = weight * out + (1.0 - weight) * tf.reshape(tf.cast(image, tf.float32), [-1, 3])
         return tf.reshape(tf.clip_by_value(out, 0.0, 255.0), tf.shape(image))
 
     # Too little tissue to estimate two stain vectors: leave the image as it is.

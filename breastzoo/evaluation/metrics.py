@@ -316,11 +316,17 @@ def evaluate_predictions(
     *,
     task: str = "subtype",
     y_pred: Any | None = None,
+    part: str = "test",
 ) -> dict[str, Any]:
     """Every evaluation number of both papers, as a JSON-serialisable dict.
 
     With ``task="binary"`` and more than two ``class_names`` (an 8-subtype model evaluated as
     benign vs malignant) labels and probabilities are first mapped with :func:`to_binary`.
+
+    Honest about small test sets: a class absent from ``y_true`` has no ROC curve or AUC
+    (``None``), and when only one class is present every AUC is ``None``; each absent class
+    adds a line to ``warnings`` (``"test part has no 'benign' images: AUC undefined"``), as
+    does a model that predicts a single class for every image.
 
     Args:
         y_true: ``[N]`` integer true labels.
@@ -330,6 +336,7 @@ def evaluate_predictions(
         task: ``"subtype"`` (multi-class as given) or ``"binary"``.
         y_pred: optional ``[N]`` predicted labels that replace ``argmax(probs)``, e.g. the
             majority vote over DeNet's ROIs; ``probs`` are then used only for ROC/AUC.
+        part: what is evaluated, for the warnings (``"test"``, ``"external"``, ...).
 
     Returns:
         Dict with ``irr``, ``prr``, ``accuracy`` (== ``irr``), ``kappa``, ``precision``,
@@ -338,7 +345,10 @@ def evaluate_predictions(
         ``confusion_matrix`` (rows = true), ``class_names``, ``task``, ``roc`` (per class
         ``fpr``/``tpr``/``thresholds``, one-vs-rest), ``auc`` (``macro`` over the classes present,
         ``per_class``; binary also ``"positive"``), ``patient_level`` (PL accuracy),
-        ``per_patient``, ``n_images``, ``n_patients``. Undefined values are ``None``.
+        ``per_patient``, ``n_images``, ``n_patients``, ``balanced_accuracy`` (mean recall
+        over the classes present), ``label_counts`` and ``prediction_counts`` (images per
+        class name, true and predicted) and ``warnings`` (list of strings). Undefined values
+        are ``None``.
 
     Raises:
         ValueError: unknown task, mismatched lengths or shapes, labels out of range.
@@ -348,8 +358,17 @@ def evaluate_predictions(
         ...                          ["benign", "malignant"], task="binary")
         >>> m["irr"], m["auc"]["macro"]
         (1.0, 1.0)
+        >>> one = evaluate_predictions([1, 1], [[0.2, 0.8], [0.6, 0.4]], ["p", "q"],
+        ...                            ["benign", "malignant"], task="binary")
+        >>> one["auc"]["macro"], one["warnings"][0]
+        (None, "test part has no 'benign' images: AUC undefined")
     """
-    from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        cohen_kappa_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
 
     if task not in TASKS:
         raise ValueError(f"Unknown task. Received: task={task!r}; expected one of {TASKS}")
@@ -385,6 +404,22 @@ def evaluate_predictions(
     kappa = _safe_float(cohen_kappa_score, t, pred, labels=labels)
     cm = confusion_matrix(t, pred, labels=labels)
     roc, auc = _roc(t, p_arr, names)
+    label_counts = {name: int(np.sum(t == k)) for k, name in enumerate(names)}
+    prediction_counts = {name: int(np.sum(pred == k)) for k, name in enumerate(names)}
+    absent = [name for name, count in label_counts.items() if count == 0]
+    notes = []
+    if len(absent) == len(names) - 1:
+        # One class only: no ROC is defined, whatever the per-class bookkeeping says.
+        auc = {"macro": None, "per_class": dict.fromkeys(names)}
+        roc = {name: {"fpr": None, "tpr": None, "thresholds": None} for name in names}
+        notes += [f"{part} part has no {name!r} images: AUC undefined" for name in absent]
+    else:
+        notes += [f"{part} part has no {name!r} images: its AUC is undefined (macro AUC over "
+                  f"the {len(names) - len(absent)} classes present)" for name in absent]
+    predicted = [name for name, count in prediction_counts.items() if count]
+    if len(predicted) == 1 and len(names) > 1:
+        notes.append(f"the model predicts {predicted[0]!r} for all {n} {part} images")
+    balanced = _safe_float(balanced_accuracy_score, t, pred)
     pl, per_patient = patient_level_accuracy(t, pred, patients, probs=p_arr)
     irr = image_recognition_rate(t, pred)
 
@@ -400,6 +435,7 @@ def evaluate_predictions(
         "irr": irr,
         "prr": patient_recognition_rate(t, pred, patients),
         "accuracy": irr,
+        "balanced_accuracy": balanced,
         "kappa": kappa,
         "precision": summary(prec),
         "recall": summary(rec),
@@ -411,6 +447,9 @@ def evaluate_predictions(
         "auc": auc,
         "patient_level": pl,
         "per_patient": per_patient,
+        "label_counts": label_counts,
+        "prediction_counts": prediction_counts,
+        "warnings": notes,
     }
     if len(names) == 2:
         pos = _positive_index(names)

@@ -6,7 +6,8 @@
 * :class:`PatchVoteClassifier`: k patches per image at full resolution, majority vote.
   ``random_roi`` (k random crops: Table V's "Random Selection") and ``oracle_roi`` (crops
   centred inside the ground-truth lesion, synthetic data only: the upper bound hard
-  attention could reach).
+  attention could reach) and ``centre_roi`` (k fixed crops around the image centre: what a
+  policy that learned only the centre prior would see).
 
 All take uint8 (or float [0, 255]) ``[B, H, W, 3]`` images and return class probabilities.
 """
@@ -22,7 +23,13 @@ from breastzoo.models.patch_classifiers import make_patch_classifier
 from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
 from breastzoo.models.selective import vote
 
-__all__ = ["PatchVoteClassifier", "WholeImageClassifier"]
+__all__ = ["CENTRE_OFFSETS", "PatchVoteClassifier", "WholeImageClassifier"]
+
+# centre_roi's crop centres, in half patch sides from the image centre (y, x): the centre,
+# the four diagonal neighbours (overlapping it by a quarter each), then four farther out.
+CENTRE_OFFSETS: tuple[tuple[int, int], ...] = (
+    (0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1), (0, -2), (0, 2), (-2, 0), (2, 0),
+)
 
 
 @keras.saving.register_keras_serializable(package="breastzoo")
@@ -124,7 +131,8 @@ class WholeImageClassifier(keras.Model):
 class PatchVoteClassifier(keras.Model):
     """k full-resolution patches per image, one classifier, majority vote.
 
-    Inputs: images ``[B, H, W, 3]`` (``mode="random"``: centres drawn uniformly) or a dict
+    Inputs: images ``[B, H, W, 3]`` (``mode="random"``: centres drawn uniformly;
+    ``mode="centre"``: the first k of :data:`CENTRE_OFFSETS` around the centre) or a dict
     ``{"images": ..., "centres": [B, k, 2]}`` of pixel (y, x) centres (``mode="oracle"``; the
     training pipeline samples them inside the lesion mask). Training uses cross-entropy on
     every patch with the image's label.
@@ -134,7 +142,7 @@ class PatchVoteClassifier(keras.Model):
         image_size: (width, height) of the inputs.
         patch_size: patch side.
         k: patches per image.
-        mode: ``"random"`` or ``"oracle"``.
+        mode: ``"random"``, ``"centre"`` or ``"oracle"``.
         width, feature_dim: SaNet size.
         stain: stain normalisation inside the model.
         class_names, magnification: input contract.
@@ -164,8 +172,12 @@ class PatchVoteClassifier(keras.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if mode not in ("random", "oracle"):
-            raise ValueError(f"Unknown mode. Received: mode={mode!r}; expected random, oracle")
+        if mode not in ("random", "centre", "oracle"):
+            raise ValueError(f"Unknown mode. Received: mode={mode!r}; expected random, "
+                             "centre, oracle")
+        if mode == "centre" and not 1 <= int(k) <= len(CENTRE_OFFSETS):
+            raise ValueError(f"centre_roi places at most {len(CENTRE_OFFSETS)} crops. "
+                             f"Received: k={k}")
         self.num_classes = int(num_classes)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.patch_size, self.k, self.mode = int(patch_size), int(k), mode
@@ -218,7 +230,14 @@ class PatchVoteClassifier(keras.Model):
         if not self.built:
             self.build(images.shape)
         x = to_unit_range(images, self.preprocess)
-        if centres is None:
+        if centres is None and self.mode == "centre":
+            width, height = self.image_size
+            half = self.patch_size / 2.0
+            offsets = [(height / 2.0 + dy * half, width / 2.0 + dx * half)
+                       for dy, dx in CENTRE_OFFSETS[: self.k]]
+            centres = ops.tile(ops.convert_to_tensor([offsets], "float32"),
+                               (ops.shape(x)[0], 1, 1))
+        elif centres is None:
             width, height = self.image_size
             half = self.patch_size // 2
             u = keras.random.uniform((ops.shape(x)[0], self.k, 2), seed=self.seed_generator)

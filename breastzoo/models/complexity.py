@@ -188,7 +188,7 @@ def complexity(model: keras.Model, inputs: Any) -> dict[str, int]:
 #: ``fit --model`` (``resnet50`` is ResNet-50 on the whole image, ``resnet50_full``).
 ARCHITECTURES: tuple[str, ...] = (
     "inception_sep", "hybrid", "sanet", "denet_sanet", "resnet50", "sanet_resize",
-    "random_roi", "oracle_roi", "resnet50_roi", "resnet50_full",
+    "random_roi", "centre_roi", "oracle_roi", "resnet50_roi", "resnet50_full",
 )
 _FIT_ALIASES = {"resnet50": "resnet50_full"}
 

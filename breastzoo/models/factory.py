@@ -57,7 +57,7 @@ def build_model(
         model = Hybrid(n, grid=config.grid, patch_size=config.branch_size,
                        lambda_=config.lambda_, local_rule=config.local_rule,
                        width=config.branch_width, **common)
-    else:  # random_roi, oracle_roi
+    else:  # random_roi, centre_roi, oracle_roi
         model = PatchVoteClassifier(
             n, patch_size=config.patch_size, k=config.k, mode=name.split("_")[0],
             width=config.width, seed=config.seed, **common,
@@ -76,10 +76,20 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     (paper 002) is momentum SGD decayed every ``config.lr_decay_steps`` iterations."""
     from breastzoo.models.selective import SelectiveAttention
 
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.sanet_lr, decay_steps=max(1, config.lr_decay_steps or steps_per_epoch),
-        decay_rate=config.sanet_decay, staircase=True,
-    )
+    if config.lr_schedule == "cosine":
+        # Warm up over the first epoch (Adam's early steps on a fresh BatchNorm net are the
+        # noisiest), then decay to zero at the last step.
+        total = max(2, config.epochs * steps_per_epoch)
+        warmup = min(steps_per_epoch, total // 2)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.sanet_lr / 10.0, decay_steps=total - warmup, warmup_target=config.sanet_lr,
+            warmup_steps=warmup,
+        )
+    else:
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            config.sanet_lr, decay_steps=max(1, config.lr_decay_steps or steps_per_epoch),
+            decay_rate=config.sanet_decay, staircase=True,
+        )
     if config.optimizer == "sgd":
         # Keras' weight decay is decoupled (w -= lr * wd * w), not Caffe's L2 gradient term.
         optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,

@@ -139,3 +139,33 @@ def test_expand_and_augment_rejects_bad_input():
     ds = tf.data.Dataset.from_tensors((image(), 0))
     with pytest.raises(ValueError, match="Received: copies=0"):
         expand_and_augment(ds, "xu2020", copies=0)
+
+
+def test_hed_jitter_changes_stain_not_structure_and_is_seeded():
+    from skimage.color import rgb2hed
+
+    rng = np.random.default_rng(0)
+    # An H&E-like image: purple nuclei on pink stroma on white.
+    img = np.full((32, 32, 3), (230, 150, 200), np.uint8)
+    img[8:16, 8:16] = (90, 40, 140)
+    img[24:, 24:] = 255
+    img = np.clip(img.astype(int) + rng.integers(-5, 6, img.shape), 0, 255).astype(np.uint8)
+    a = aug.hed_jitter(img, seed=1, strength=0.1).numpy()
+    assert a.dtype == np.uint8 and a.shape == img.shape
+    np.testing.assert_array_equal(a, aug.hed_jitter(img, seed=1, strength=0.1).numpy())
+    assert not np.array_equal(a, aug.hed_jitter(img, seed=2, strength=0.1).numpy())
+    np.testing.assert_array_equal(aug.hed_jitter(img, seed=1, strength=0.0).numpy(), img)
+    # Structure kept: the jittered image's haematoxylin map still ranks pixels as before.
+    h0, h1 = rgb2hed(img)[..., 0].ravel(), rgb2hed(a)[..., 0].ravel()
+    assert np.corrcoef(h0, h1)[0, 1] > 0.95
+    # The change is a stain change of bounded size, not noise.
+    assert 0 < np.abs(a.astype(int) - img).mean() < 40
+
+
+def test_expand_and_augment_applies_color_jitter():
+    ds = tf.data.Dataset.from_tensor_slices((np.full((2, 8, 8, 3), 180, np.uint8), [0, 1]))
+    plain = [x.numpy() for x, _ in expand_and_augment(ds, "xu2020", seed=0, copies=1)]
+    jittered = [x.numpy() for x, _ in expand_and_augment(ds, "xu2020", seed=0, copies=1,
+                                                          color_jitter=0.1)]
+    assert all((p == 180).all() for p in plain)
+    assert any(not (j == 180).all() for j in jittered)

@@ -289,3 +289,42 @@ def test_repeat_and_drop_remainder(files):
     assert ds.element_spec[0].shape.as_list() == [3, 460, 700, 3]
     batches = list(ds.take(3))
     assert [b[1].shape[0] for b in batches] == [3, 3, 3]
+
+
+# --------------------------------------------------------------------------- class balance
+
+
+def test_balanced_sampling_draws_each_class_at_the_promised_rate(tmp_path):
+    # 9 benign images to 1 malignant: unbalanced sampling serves about 10% malignant.
+    recs = [record(write(tmp_path / f"b{i}.png", rgb(i)), label="benign", patient=f"b{i}")
+            for i in range(9)]
+    recs.append(record(write(tmp_path / "m.png", rgb(99)), label="malignant", patient="m"))
+    classes = ["benign", "malignant"]
+
+    def malignant_rate(balance: bool) -> float:
+        ds = make_dataset(recs, classes, task="binary", batch_size=50, shuffle=True, seed=3,
+                          repeat=True, balance=balance, image_size=(W, H))
+        labels = np.concatenate([y.numpy() for _, y in ds.take(16)])
+        return float(labels.mean())
+
+    balanced = malignant_rate(True)
+    # 800 draws at p = 0.5: the standard error is 0.018; 0.06 is more than 3 of them.
+    assert abs(balanced - 0.5) < 0.06, balanced
+    assert malignant_rate(False) < 0.2
+
+
+def test_balanced_sampling_still_visits_every_image_of_a_class(tmp_path):
+    recs = [record(write(tmp_path / f"b{i}.png", rgb(i)), label="benign", patient=f"b{i}")
+            for i in range(6)]
+    recs.append(record(write(tmp_path / "m.png", rgb(99)), label="malignant", patient="m"))
+    ds = make_dataset(recs, ["benign", "malignant"], task="binary", batch_size=None,
+                      shuffle=True, seed=0, repeat=True, balance=True, image_size=(W, H),
+                      with_path=True)
+    seen = {m["path"].numpy().decode() for _, _, m in ds.take(60)}
+    assert seen == {r.path for r in recs}
+
+
+def test_balance_needs_an_endless_stream(tmp_path):
+    recs = [record(write(tmp_path / "a.png", rgb(0)))]
+    with pytest.raises(ValueError, match="repeat=True"):
+        make_dataset(recs, ["A"], balance=True, repeat=False, image_size=(W, H))

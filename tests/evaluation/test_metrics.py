@@ -203,3 +203,45 @@ def test_aggregate_real_reports(two_patients):
 def test_to_jsonable_handles_numpy_and_nan():
     out = to_jsonable({"a": np.float32("nan"), "b": np.int64(3), "c": (np.bool_(True),)})
     assert out == {"a": None, "b": 3, "c": [True]}
+
+
+def test_one_class_labels_give_no_auc_and_a_warning():
+    # Only malignant images, some confidently "benign": a number here would be invented.
+    y_true = [1, 1, 1, 1]
+    probs = [[0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.9, 0.1]]
+    m = evaluate_predictions(y_true, probs, ["a", "a", "b", "b"], ["benign", "malignant"],
+                             task="binary")
+    assert m["auc"] == {"macro": None, "per_class": {"benign": None, "malignant": None},
+                        "positive": None}
+    assert all(curve["fpr"] is None for curve in m["roc"].values())
+    assert m["warnings"] == ["test part has no 'benign' images: AUC undefined"]
+    assert m["label_counts"] == {"benign": 0, "malignant": 4}
+    assert m["prediction_counts"] == {"benign": 2, "malignant": 2}
+    assert m["balanced_accuracy"] == pytest.approx(0.5)  # recall of the one class present
+    json.dumps(m, allow_nan=False)
+    # The same from an 8-subtype model scored as benign/malignant, and on external data.
+    sub = evaluate_predictions([4, 5], one_hot_probs(np.array([4, 0]), 8), ["p", "q"], SUBTYPES,
+                               task="binary", part="external")
+    assert sub["auc"]["macro"] is None
+    assert sub["warnings"] == ["external part has no 'benign' images: AUC undefined"]
+
+
+def test_absent_class_and_collapsed_predictions_are_reported():
+    y_true = np.array([0, 1, 0, 1, 0, 1])  # class "w" never occurs
+    m = evaluate_predictions(y_true, one_hot_probs(np.zeros(6, int), 3), list("abcdef"),
+                             ["u", "v", "w"])
+    assert m["auc"]["per_class"]["w"] is None and m["auc"]["macro"] is not None
+    assert m["warnings"][0].startswith("test part has no 'w' images: its AUC is undefined")
+    assert m["warnings"][1] == "the model predicts 'u' for all 6 test images"
+    assert m["prediction_counts"] == {"u": 6, "v": 0, "w": 0}
+    assert m["balanced_accuracy"] == pytest.approx(0.5)
+
+
+def test_balanced_accuracy_is_mean_recall():
+    y_true = [0] * 8 + [1] * 2
+    y_pred = [0] * 8 + [0, 1]
+    m = evaluate_predictions(y_true, one_hot_probs(np.array(y_pred), 2), list("abcdefghij"),
+                             ["benign", "malignant"])
+    assert m["balanced_accuracy"] == pytest.approx((1.0 + 0.5) / 2)
+    assert m["irr"] == pytest.approx(0.9)
+    assert m["warnings"] == []

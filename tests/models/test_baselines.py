@@ -79,3 +79,20 @@ def test_factory_builds_resnet_models(name, tmp_path):
     w, h = cfg.image_size
     assert_keras_roundtrip(model, np.zeros((1, h, w, 3), "uint8"), tmp_path)
     assert keras.ops.shape(model(np.zeros((1, h, w, 3), "uint8")))[-1] == 2
+
+
+def test_centre_roi_crops_around_the_centre_deterministically(tmp_path):
+    from breastzoo.models.baselines import CENTRE_OFFSETS
+
+    m = PatchVoteClassifier(2, image_size=(W, H), patch_size=16, k=5, mode="centre", width=2,
+                            feature_dim=4)
+    x = images(3)
+    _, centres = m.patches(x)
+    c = np.asarray(centres)
+    expected = [(H / 2 + dy * 8, W / 2 + dx * 8) for dy, dx in CENTRE_OFFSETS[:5]]
+    for row in c:  # the same crops for every image, first one at the centre
+        np.testing.assert_allclose(row, expected)
+    np.testing.assert_allclose(np.asarray(m(x)), np.asarray(m(x)))  # no random draw
+    assert_keras_roundtrip(m, x, tmp_path)
+    with pytest.raises(ValueError, match="at most 9"):
+        PatchVoteClassifier(2, image_size=(W, H), patch_size=16, k=10, mode="centre")
