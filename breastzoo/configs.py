@@ -31,7 +31,9 @@ class TrainConfig:
         model: one of :data:`MODELS`.
         task: ``"subtype"`` (8 classes on BreaKHis) or ``"binary"``.
         image_size: (width, height) every image is brought to (BreaKHis: 700x460).
-        patch_size: side of a square ROI cropped at full resolution (paper: 112).
+        patch_size: side of a square ROI as the classifier sees it (paper: 112).
+        patch_scale: an ROI covers ``patch_size * patch_scale`` image pixels, average-pooled
+            to ``patch_size`` (1 = full resolution, the paper; ROI models only).
         k: ROIs selected per image (paper: 5).
         k_max: upper bound on ROIs at test time when the vote is tied.
         max_steps: DeNet glimpses per image per training iteration (it stops early in the
@@ -43,7 +45,7 @@ class TrainConfig:
             :mod:`breastzoo.models.selective`).
         reward_terms: subset of ``("rp", "rc")`` for the -r_p / -r_c ablations.
         separate_encoders: eqs. 1-3 encoders (False is the -Eq. 3 ablation).
-        init: DeNet init, ``"paper"`` U(-0.01, 0.01) or ``"random"`` N(0, 1).
+        init: DeNet init, ``"glorot"``, ``"paper"`` U(-0.01, 0.01) or ``"random"`` (see DeNet).
         location_std: std of the Gaussian location policy (normalised coordinates).
         width: base filter count of SaNet (paper-sized: 64).
         batch_size: images per iteration (paper: 4 for DeNet, i.e. 20 selected patches).
@@ -93,6 +95,7 @@ class TrainConfig:
     task: str = "subtype"
     image_size: tuple[int, int] = (700, 460)
     patch_size: int = 112
+    patch_scale: int = 1
     k: int = 5
     k_max: int = 9
     max_steps: int = 10
@@ -101,7 +104,7 @@ class TrainConfig:
     reward: str = "paper"
     reward_terms: tuple[str, ...] = ("rp", "rc")
     separate_encoders: bool = True
-    init: str = "paper"
+    init: str = "glorot"
     location_std: float = 0.1
     width: int = 64
     batch_size: int = 4
@@ -154,10 +157,13 @@ class TrainConfig:
         if not set(self.reward_terms) <= {"rp", "rc"}:
             raise ValueError(f"Unknown reward term. Received: reward_terms={self.reward_terms}")
         w, h = self.image_size
-        if self.patch_size > min(w, h):
+        if self.patch_scale < 1:
+            raise ValueError(f"patch_scale must be >= 1. Received: "
+                             f"patch_scale={self.patch_scale}")
+        if self.patch_size * self.patch_scale > min(w, h):
             raise ValueError(
-                f"Patch larger than the image. Received: patch_size={self.patch_size} for "
-                f"image_size={w}x{h}"
+                f"Patch larger than the image. Received: patch_size={self.patch_size} x "
+                f"patch_scale={self.patch_scale} for image_size={w}x{h}"
             )
         if not 1 <= self.k <= self.max_steps:
             raise ValueError(f"Need 1 <= k <= max_steps. Received: k={self.k}, "
@@ -215,7 +221,8 @@ _PRESETS: dict[str, dict] = {
     "real": dict(width=16, epochs=12, max_steps=8, batch_size=8, steps_per_epoch=30,
                  sanet_lr=1e-3, stain="none", color_jitter=0.1, lr_schedule="cosine"),
     # Paper 000's hyper-parameters.
-    "paper": dict(width=64, epochs=60, max_steps=10, batch_size=4, sanet_lr=0.01),
+    "paper": dict(width=64, epochs=60, max_steps=10, batch_size=4, sanet_lr=0.01,
+                  init="paper"),
 }
 
 # Per-model changes on top of a preset (paper 002's hybrid differs from paper 000's models).

@@ -31,7 +31,7 @@ def tune(
         help="Dataset folder, or 'demo' for the synthetic testbed. Default: $BREASTZOO_DATA, "
              "then ./data.")] = None,
     config: Annotated[str, typer.Option(help="Preset every trial starts from: tiny, demo, "
-                                             "paper.")] = "demo",
+                                             "real, paper.")] = "demo",
     max_trials: Annotated[int | None, typer.Option(
         help="Cap on trials (default: the study's budget; a grid runs in full).")] = None,
     epochs: Annotated[int | None, typer.Option(

@@ -19,8 +19,9 @@ from typing import Any
 import keras
 from keras import ops
 
+from breastzoo.checks import positive_int
 from breastzoo.models.patch_classifiers import make_patch_classifier
-from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
+from breastzoo.models.preprocessing import crop_scaled, make_stain_layer, to_unit_range
 from breastzoo.models.selective import vote
 
 __all__ = ["CENTRE_OFFSETS", "PatchVoteClassifier", "WholeImageClassifier"]
@@ -147,6 +148,8 @@ class PatchVoteClassifier(keras.Model):
         stain: stain normalisation inside the model.
         class_names, magnification: input contract.
         seed: sampling seed.
+        patch_scale: each patch covers ``patch_size * patch_scale`` image pixels,
+            average-pooled to ``patch_size`` (1 = full resolution).
         **kwargs: passed to ``keras.Model``.
 
     Example:
@@ -169,6 +172,7 @@ class PatchVoteClassifier(keras.Model):
         class_names: list[str] | None = None,
         magnification: str | None = None,
         seed: int = 0,
+        patch_scale: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -181,6 +185,7 @@ class PatchVoteClassifier(keras.Model):
         self.num_classes = int(num_classes)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.patch_size, self.k, self.mode = int(patch_size), int(k), mode
+        self.patch_scale = positive_int("patch_scale", patch_scale)
         self.width, self.feature_dim = int(width), int(feature_dim)
         self.stain = stain
         self.class_names = list(class_names) if class_names else None
@@ -212,6 +217,7 @@ class PatchVoteClassifier(keras.Model):
             class_names=self.class_names,
             magnification=self.magnification,
             seed=self.seed,
+            patch_scale=self.patch_scale,
         )
         return config
 
@@ -224,29 +230,26 @@ class PatchVoteClassifier(keras.Model):
 
     def patches(self, inputs: Any) -> tuple[Any, Any]:
         """``(patches [B, k, s, s, 3] in [0, 1], centres [B, k, 2] pixels)``."""
-        from breastzoo.data.pipeline import crop_at
-
         images, centres = self._split_inputs(inputs)
         if not self.built:
             self.build(images.shape)
         x = to_unit_range(images, self.preprocess)
+        window = self.patch_size * self.patch_scale
         if centres is None and self.mode == "centre":
             width, height = self.image_size
-            half = self.patch_size / 2.0
+            half = window / 2.0
             offsets = [(height / 2.0 + dy * half, width / 2.0 + dx * half)
                        for dy, dx in CENTRE_OFFSETS[: self.k]]
             centres = ops.tile(ops.convert_to_tensor([offsets], "float32"),
                                (ops.shape(x)[0], 1, 1))
         elif centres is None:
             width, height = self.image_size
-            half = self.patch_size // 2
+            half = window // 2
             u = keras.random.uniform((ops.shape(x)[0], self.k, 2), seed=self.seed_generator)
-            span = ops.convert_to_tensor(
-                [float(height - self.patch_size), float(width - self.patch_size)]
-            )
+            span = ops.convert_to_tensor([float(height - window), float(width - window)])
             centres = ops.round(u * span) + half
         centres = ops.cast(centres, "float32")
-        return crop_at(x, centres, self.patch_size, normalized=False, border="clamp"), centres
+        return crop_scaled(x, centres, self.patch_size, self.patch_scale), centres
 
     def _patch_probs(self, inputs: Any, training: bool) -> Any:
         patches, _ = self.patches(inputs)
@@ -264,11 +267,12 @@ class PatchVoteClassifier(keras.Model):
                                                                           self.num_classes))
         probs, n = vote(patch_probs, self.k)
         width, height = self.image_size
-        half = float(ps // 2)
+        window = ps * self.patch_scale
+        half = float(window // 2)
         # crop_at clamps windows into the image; report the clamped boxes.
-        y0 = ops.clip(centres[..., 0] - half, 0.0, float(height - ps))
-        x0 = ops.clip(centres[..., 1] - half, 0.0, float(width - ps))
-        boxes = ops.stack([y0, x0, y0 + ps, x0 + ps], axis=-1)
+        y0 = ops.clip(centres[..., 0] - half, 0.0, float(height - window))
+        x0 = ops.clip(centres[..., 1] - half, 0.0, float(width - window))
+        boxes = ops.stack([y0, x0, y0 + window, x0 + window], axis=-1)
         return {"probs": probs, "boxes": boxes, "n_rois": n, "patch_probs": patch_probs}
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:

@@ -43,9 +43,18 @@ Choices where the paper is silent, all parameters:
   per-axis std (``learn_loc_std=True``); samples are clipped to [0, 1] and log-probabilities
   are evaluated at the clipped value, so :meth:`DeNet.log_prob` recomputes exactly what
   :meth:`DeNet.sample` returned;
-* ``init="paper"``: every kernel (FC, LSTM input and recurrent) U(-0.01, 0.01), every bias 0
-  (LSTM forget-gate bias included, no unit-forget-bias); ``init="random"`` (ablation):
-  kernels N(0, 1), biases 0.
+* ``init="glorot"`` (default): Glorot-uniform encoder kernels, those reading the
+  l2-normalised state scaled by sqrt(d) (see ``DeNet._input_gain``), the LSTM as Keras
+  initialises it (Glorot-uniform input kernel, orthogonal recurrent kernel, forget-gate bias 1,
+  other biases 0) and small output heads, N(0, 0.01^2) kernels with zero biases. The first
+  policy is near-uniform (p and mu within ~2e-3 of 0.5), yet it already depends on the state
+  (std over images ~1e-4) and gradients reach every layer;
+* ``init="paper"``: the paper's stated init, every kernel (FC, LSTM input and recurrent)
+  U(-0.01, 0.01), every bias 0 (LSTM forget-gate bias included, no unit-forget-bias). Each
+  layer then shrinks its input about 100x, so p and mu are 0.5 to float32 resolution for
+  every state: REINFORCE has no input-dependence to amplify and moves only the heads' biases
+  (issue 12; ``tests/models/test_denet_policy.py``). Kept to reproduce the paper;
+* ``init="random"`` (ablation "Random Initialisation"): kernels N(0, 1), biases 0.
 
 Interface for the selective-attention model (``breastzoo.models.selective``)::
 
@@ -86,6 +95,7 @@ from keras import layers, ops
 from breastzoo.checks import one_of, positive_int
 
 __all__ = [
+    "HEAD_STD",
     "INFERENCE_LABELS",
     "INITS",
     "STATE_FIELDS",
@@ -106,16 +116,15 @@ Z_FIELDS: tuple[str, ...] = (
 )
 Z_DIM = len(Z_FIELDS)
 STATE_FIELDS: tuple[str, ...] = ("features",) + Z_FIELDS
-INITS: tuple[str, ...] = ("paper", "random")
+INITS: tuple[str, ...] = ("glorot", "paper", "random")
 STATE_NORMS: tuple[str, ...] = ("joint", "separate", "none")
 INFERENCE_LABELS: tuple[str, ...] = ("predicted", "zero")
 LOC_POLICIES: tuple[str, ...] = ("center", "random")
 _EPS = 1e-7
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-
-
+#: Std of the output heads' kernels under ``init="glorot"``: small, so the first policy is
+#: near-uniform and the REINFORCE updates start from an unbiased explorer.
+HEAD_STD = 0.01
 
 
 def _column(value: Any, batch: Any) -> Any:
@@ -195,7 +204,10 @@ class DeNet(keras.Model):
         state_units: size q of h (eq. 3) and of the single FC of the "-Eq. 3" ablation (24).
         lstm_units: LSTM hidden size.
         separate_encoders: ``True`` = eqs. 1-3; ``False`` = ablation "-Eq. 3", one FC+ReLU.
-        init: ``"paper"`` (U(-0.01, 0.01) kernels, zero biases) or ``"random"`` (N(0, 1)).
+        init: one of :data:`INITS`: ``"glorot"`` (Glorot encoders, Keras' LSTM init, small
+            N(0, 0.01^2) heads), ``"paper"`` (U(-0.01, 0.01) kernels, zero biases) or
+            ``"random"`` (N(0, 1) kernels). Only the construction of fresh weights depends on
+            it; loading a saved model restores its weights whatever ``init`` says.
         state_norm: ``"joint"`` (paper), ``"separate"`` or ``"none"`` l2 normalisation of S.
         loc_std: standard deviation of the Gaussian location policy (initial value if learned).
         learn_loc_std: learn a per-axis log-std instead of keeping ``loc_std`` fixed.
@@ -226,7 +238,7 @@ class DeNet(keras.Model):
         state_units: int = 24,
         lstm_units: int = 32,
         separate_encoders: bool = True,
-        init: str = "paper",
+        init: str = "glorot",
         state_norm: str = "joint",
         loc_std: float = 0.1,
         learn_loc_std: bool = False,
@@ -261,40 +273,114 @@ class DeNet(keras.Model):
         dense = self._dense_kwargs
         if self.separate_encoders:
             self.feature_encoder = layers.Dense(
-                self.feature_units, activation="relu", name="feature_encoder", **dense(0)
+                self.feature_units,
+                activation="relu",
+                name="feature_encoder",
+                **dense(0, gain=self._input_gain("features")),
             )
             self.z_encoder = layers.Dense(
-                self.z_units, activation="relu", name="z_encoder", **dense(1)
+                self.z_units,
+                activation="relu",
+                name="z_encoder",
+                **dense(1, gain=self._input_gain("z")),
             )
+            state_gain = 1.0
         else:
             self.feature_encoder = None
             self.z_encoder = None
+            state_gain = self._input_gain("state")
         self.state_encoder = layers.Dense(
-            self.state_units, activation="relu", name="state_encoder", **dense(2)
+            self.state_units, activation="relu", name="state_encoder", **dense(2, gain=state_gain)
         )
         self.lstm = layers.LSTMCell(
             self.lstm_units,
             kernel_initializer=self._kernel_init(3),
-            recurrent_initializer=self._kernel_init(4),
+            recurrent_initializer=self._kernel_init(4, "recurrent"),
             bias_initializer="zeros",
-            unit_forget_bias=False,
+            # Keras' default forget-gate bias of 1 (remember by default) for "glorot"; the
+            # paper initialises every bias to 0.
+            unit_forget_bias=self.init == "glorot",
             name="lstm",
         )
-        self.select_head = layers.Dense(1, activation="sigmoid", name="select_head", **dense(5))
-        self.loc_head = layers.Dense(2, activation="sigmoid", name="loc_head", **dense(6))
+        self.select_head = layers.Dense(
+            1, activation="sigmoid", name="select_head", **dense(5, "head")
+        )
+        self.loc_head = layers.Dense(2, activation="sigmoid", name="loc_head", **dense(6, "head"))
         self.log_loc_std = None
 
     # ------------------------------------------------------------------ initialisers
 
-    def _kernel_init(self, offset: int) -> keras.initializers.Initializer:
-        # Distinct seeds per layer so that seeded layers do not share identical weights.
+    def _input_gain(self, part: str) -> float:
+        """Gain of the ``init="glorot"`` kernel of a layer reading the normalised state.
+
+        Glorot's scale assumes inputs of unit variance per element; an l2-normalised vector of
+        length d has per-element rms 1/sqrt(d) (1/sqrt(135) = 0.086 for the paper's joint
+        norm), so a plain Glorot first layer starts ~sqrt(d) too small, and the LSTM (which
+        contracts small inputs further) passes the heads almost no state-dependence (issue 12:
+        the ``tiny`` preset's first select probability varied by 6e-6 across 8 distinct images
+        without the gain, 6e-5 with it). The gain sqrt(d) restores unit-scale pre-activations.
+
+        Args:
+            part: ``"features"`` (C encoder), ``"z"`` (Z encoder) or ``"state"`` (the single
+                FC of the "-Eq. 3" ablation, reading all of S).
+
+        Returns:
+            ``sqrt(d)`` for the length d of the unit vector the layer reads (1 if
+            ``state_norm="none"``).
+
+        Example:
+            >>> DeNet(num_classes=2, feature_dim=9, state_norm="separate")._input_gain("z")
+            2.6457513110645907
+        """
+        if self.state_norm == "none":
+            return 1.0
+        if self.state_norm == "joint":
+            return math.sqrt(self.state_dim)
+        sizes = {"features": self.feature_dim, "z": Z_DIM, "state": self.state_dim / 2.0}
+        # "separate" with one FC: two unit vectors side by side, norm sqrt(2) over state_dim.
+        return math.sqrt(sizes[part])
+
+    def _kernel_init(
+        self, offset: int, role: str = "hidden", gain: float = 1.0
+    ) -> keras.initializers.Initializer:
+        """Kernel initialiser of one layer under ``self.init``.
+
+        Args:
+            offset: added to ``seed`` so that seeded layers do not share identical weights.
+            role: ``"hidden"`` (encoders, LSTM input kernel), ``"recurrent"`` (LSTM
+                recurrent kernel) or ``"head"`` (select and location heads); only
+                ``init="glorot"`` treats them differently.
+            gain: multiplier of a ``"hidden"`` Glorot-uniform kernel (``init="glorot"`` only).
+
+        Returns:
+            A seeded Keras initializer.
+
+        Example:
+            >>> DeNet(num_classes=2)._kernel_init(5, "head").stddev
+            0.01
+        """
         seed = None if self.seed is None else self.seed + offset
         if self.init == "paper":
             return keras.initializers.RandomUniform(-0.01, 0.01, seed=seed)
-        return keras.initializers.RandomNormal(0.0, 1.0, seed=seed)
+        if self.init == "random":
+            return keras.initializers.RandomNormal(0.0, 1.0, seed=seed)
+        if role == "head":
+            # Small heads, as on-policy RL practice recommends: the first policy is
+            # near-uniform (max explorer), but their input, the LSTM output, is state-dependent
+            # and O(0.1), so their gradients and (under Adam) their growth are too.
+            return keras.initializers.RandomNormal(0.0, HEAD_STD, seed=seed)
+        if role == "recurrent":
+            return keras.initializers.Orthogonal(seed=seed)
+        # Glorot-uniform scaled by gain: variance gain^2 * 2 / (fan_in + fan_out).
+        return keras.initializers.VarianceScaling(
+            gain**2, mode="fan_avg", distribution="uniform", seed=seed
+        )
 
-    def _dense_kwargs(self, offset: int) -> dict[str, Any]:
-        return {"kernel_initializer": self._kernel_init(offset), "bias_initializer": "zeros"}
+    def _dense_kwargs(self, offset: int, role: str = "hidden", gain: float = 1.0) -> dict[str, Any]:
+        return {
+            "kernel_initializer": self._kernel_init(offset, role, gain),
+            "bias_initializer": "zeros",
+        }
 
     # ------------------------------------------------------------------ Keras plumbing
 

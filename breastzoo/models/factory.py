@@ -43,7 +43,7 @@ def build_model(
             gamma=config.gamma, t_prime=config.t_prime, reward=config.reward,
             reward_terms=config.reward_terms, separate_encoders=config.separate_encoders,
             init=config.init, location_std=config.location_std, selection=config.selection,
-            roi_order=config.roi_order,
+            roi_order=config.roi_order, patch_scale=config.patch_scale,
             seed=config.seed, **common,
         )
     elif name == "sanet_resize":
@@ -60,7 +60,7 @@ def build_model(
     else:  # random_roi, centre_roi, oracle_roi
         model = PatchVoteClassifier(
             n, patch_size=config.patch_size, k=config.k, mode=name.split("_")[0],
-            width=config.width, seed=config.seed, **common,
+            width=config.width, seed=config.seed, patch_scale=config.patch_scale, **common,
         )
     # Build now: BackupAndRestore and load_weights need variables to exist before fit().
     w, h = config.image_size

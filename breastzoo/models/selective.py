@@ -58,9 +58,10 @@ from typing import Any
 import keras
 from keras import ops
 
+from breastzoo.checks import positive_int
 from breastzoo.models.denet import DeNet
 from breastzoo.models.patch_classifiers import make_patch_classifier
-from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
+from breastzoo.models.preprocessing import crop_scaled, make_stain_layer, to_unit_range
 
 __all__ = [
     "REWARDS",
@@ -158,7 +159,10 @@ class SelectiveAttention(keras.Model):
     Args:
         num_classes: number of classes.
         image_size: (width, height) of the input images (BreaKHis: 700x460).
-        patch_size: side of the square ROIs, cropped at full resolution (paper: 112).
+        patch_size: side of the square ROIs fed to the classifier (paper: 112).
+        patch_scale: each ROI covers ``patch_size * patch_scale`` image pixels, average-pooled
+            to ``patch_size`` (1 = full resolution, the paper; see
+            :func:`~breastzoo.models.preprocessing.crop_scaled`).
         k: ROIs selected per image for training and voting (paper: 5).
         k_max: most ROIs used at inference when the vote is tied.
         max_steps: DeNet glimpses per image per training iteration.
@@ -169,7 +173,8 @@ class SelectiveAttention(keras.Model):
         reward: one of :data:`REWARDS` (see module docstring).
         reward_terms: which of ``"rp"``, ``"rc"`` enter R (ablations -r_p, -r_c).
         separate_encoders: DeNet eqs. 1-3 (False: the -Eq. 3 ablation).
-        init: DeNet initialisation, ``"paper"`` or ``"random"``.
+        init: DeNet initialisation: ``"glorot"`` (default; the policy depends on its input
+            from step 0), ``"paper"`` (U(-0.01, 0.01)) or ``"random"``.
         location_std: std of DeNet's Gaussian location policy.
         stain: ``"none"`` or a stain-normalisation method applied inside the model.
         class_names: optional class names, recorded as the input contract.
@@ -203,7 +208,7 @@ class SelectiveAttention(keras.Model):
         reward: str = "paper",
         reward_terms: tuple[str, ...] | list[str] = ("rp", "rc"),
         separate_encoders: bool = True,
-        init: str = "paper",
+        init: str = "glorot",
         location_std: float = 0.1,
         stain: str = "none",
         class_names: list[str] | None = None,
@@ -212,6 +217,7 @@ class SelectiveAttention(keras.Model):
         selection: str = "denet",
         roi_order: str = "selected",
         seed: int = 0,
+        patch_scale: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -235,16 +241,17 @@ class SelectiveAttention(keras.Model):
         self.num_classes = int(num_classes)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.patch_size = int(patch_size)
+        self.patch_scale = positive_int("patch_scale", patch_scale)
         self.k, self.k_max, self.max_steps = int(k), int(k_max), int(max_steps)
         if not 1 <= self.k <= min(self.k_max, self.max_steps):
             raise ValueError(
                 f"Need 1 <= k <= min(k_max, max_steps). Received: k={k}, k_max={k_max}, "
                 f"max_steps={max_steps}"
             )
-        if self.patch_size > min(self.image_size):
+        if self.window > min(self.image_size):
             raise ValueError(
-                f"Patch larger than the image. Received: patch_size={patch_size}, "
-                f"image_size={self.image_size}"
+                f"Patch larger than the image. Received: patch_size={patch_size} x "
+                f"patch_scale={patch_scale}, image_size={self.image_size}"
             )
         if reward not in REWARDS:
             raise ValueError(
@@ -327,6 +334,7 @@ class SelectiveAttention(keras.Model):
             num_classes=self.num_classes,
             image_size=list(self.image_size),
             patch_size=self.patch_size,
+            patch_scale=self.patch_scale,
             k=self.k,
             k_max=self.k_max,
             max_steps=self.max_steps,
@@ -382,27 +390,27 @@ class SelectiveAttention(keras.Model):
             self.build(tuple(images.shape))
         return to_unit_range(images, self.preprocess)
 
+    @property
+    def window(self) -> int:
+        """Side, in image pixels, of the region one ROI covers."""
+        return self.patch_size * self.patch_scale
+
     def _corners(self, loc: Any) -> Any:
-        """Top-left pixel (y0, x0) of the patch DeNet's loc in [0, 1]^2 points at; loc 0 and 1
-        put the patch flush with the image border, so every patch lies inside the image."""
+        """Top-left pixel (y0, x0) of the ROI DeNet's loc in [0, 1]^2 points at; loc 0 and 1
+        put the ROI flush with the image border, so every ROI lies inside the image."""
         width, height = self.image_size
-        span = ops.convert_to_tensor([float(height - self.patch_size),
-                                      float(width - self.patch_size)])
+        span = ops.convert_to_tensor([float(height - self.window),
+                                      float(width - self.window)])
         return ops.round(ops.clip(loc, 0.0, 1.0) * span)
 
     def boxes(self, loc: Any) -> Any:
-        """Pixel boxes ``(y0, x0, y1, x1)`` of patches whose DeNet locations are ``loc``."""
+        """Pixel boxes ``(y0, x0, y1, x1)`` of ROIs whose DeNet locations are ``loc``."""
         corner = self._corners(loc)
-        ps = float(self.patch_size)
-        return ops.concatenate([corner, corner + ps], axis=-1)
+        return ops.concatenate([corner, corner + float(self.window)], axis=-1)
 
     def _crop(self, x: Any, loc: Any) -> Any:
-        from breastzoo.data.pipeline import crop_at
-
-        centre = self._corners(loc) + float(self.patch_size // 2)
-        patches = crop_at(x, centre[:, None, :], self.patch_size, normalized=False,
-                          border="clamp")
-        return patches[:, 0]
+        centre = self._corners(loc) + float(self.window // 2)
+        return crop_scaled(x, centre[:, None, :], self.patch_size, self.patch_scale)[:, 0]
 
     # ------------------------------------------------------------------ rollout
 

@@ -96,3 +96,21 @@ def test_centre_roi_crops_around_the_centre_deterministically(tmp_path):
     assert_keras_roundtrip(m, x, tmp_path)
     with pytest.raises(ValueError, match="at most 9"):
         PatchVoteClassifier(2, image_size=(W, H), patch_size=16, k=10, mode="centre")
+
+
+def test_patch_scale_pools_a_wider_window_and_reports_it():
+    from breastzoo.models.preprocessing import crop_scaled
+
+    x = np.random.default_rng(0).random((1, H, W, 3)).astype("float32")
+    centres = np.array([[[20.0, 30.0]]], "float32")
+    pooled = np.asarray(crop_scaled(x, centres, 8, scale=2))[0, 0]
+    window = x[0, 20 - 8:20 + 8, 30 - 8:30 + 8]  # 16x16 around the centre
+    expected = window.reshape(8, 2, 8, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(pooled, expected, rtol=1e-5, atol=1e-6)
+    m = PatchVoteClassifier(2, image_size=(W, H), patch_size=8, k=3, mode="centre",
+                            patch_scale=2, width=2, feature_dim=4)
+    boxes = np.asarray(m.infer(images(1))["boxes"])[0]
+    np.testing.assert_allclose(boxes[:, 2:] - boxes[:, :2], 16)  # the window, not the input
+    np.testing.assert_allclose(boxes[0], [H / 2 - 8, W / 2 - 8, H / 2 + 8, W / 2 + 8])
+    with pytest.raises(ValueError, match="patch_scale"):
+        build_model(preset("tiny").replace(patch_scale=5), ["a", "b"])  # 160 > 92 pixels

@@ -38,7 +38,7 @@ def test_step_shapes_and_ranges():
 
 
 def test_paper_init_is_small_uniform_with_zero_biases():
-    denet = DeNet(**TINY)
+    denet = DeNet(**TINY, init="paper")  # no longer the default (issue 12)
     denet.build((None, denet.state_dim))
     kernels = [v for v in denet.weights if "kernel" in v.name]
     biases = [v for v in denet.weights if "bias" in v.name]
@@ -50,6 +50,28 @@ def test_paper_init_is_small_uniform_with_zero_biases():
         assert np.abs(w).max() > 0.001, v.path  # actually random, not zeros
     for v in biases:
         assert np.all(np_(v) == 0.0), v.path
+
+
+def test_glorot_init_is_the_default_with_scaled_encoders_keras_lstm_and_small_heads():
+    denet = DeNet(**TINY)
+    denet.build((None, denet.state_dim))
+    assert denet.init == "glorot"
+    w = np_(denet.feature_encoder.kernel)
+    # Glorot-uniform limit times the sqrt(state_dim) gain for the l2-normalised input.
+    limit = math.sqrt(6.0 / (FEAT + 16)) * math.sqrt(FEAT + Z_DIM)
+    assert np.abs(w).max() <= limit and np.abs(w).max() > limit / 2
+    units = TINY["lstm_units"]
+    bias = np_(denet.lstm.bias)
+    # Keras' unit forget bias: gates i, f, c, o; f starts at 1 so the cell remembers.
+    np.testing.assert_array_equal(bias[units : 2 * units], 1.0)
+    np.testing.assert_array_equal(np.delete(bias, np.s_[units : 2 * units]), 0.0)
+    recurrent = np_(denet.lstm.recurrent_kernel)
+    np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(units), atol=1e-5)  # orthogonal
+    for head in (denet.select_head, denet.loc_head):
+        assert np.abs(np_(head.kernel)).max() < 0.05  # N(0, 0.01^2): near-uniform policy
+        np.testing.assert_array_equal(np_(head.bias), 0.0)
+    p, mu, _ = denet.step(states(), denet.initial_state(3))
+    assert np.abs(np_(p) - 0.5).max() < 0.01 and np.abs(np_(mu) - 0.5).max() < 0.01
 
 
 def test_random_init_is_standard_normal():
