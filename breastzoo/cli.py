@@ -351,28 +351,39 @@ def fit(
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by breastzoo fit.")],
     data: Annotated[str | None, typer.Option(
-        help="Without --external: the run's own data folder, if it moved. With --external: "
-             "another data tree to score.")] = None,
+        help="The run's own data folder if it moved (it holds the run's test patients), or "
+             "another data tree: one without the run's test patients is scored whole, as "
+             "with --external.")] = None,
     external: Annotated[bool, typer.Option(
         "--external", help="External validation: score the run on EVERY image of --data at "
                            "the run's magnification (or --mag), ignoring splits; writes "
                            "RUN/external/<tree name>/ (or --out).")] = False,
     mag: Annotated[str | None, typer.Option(
-        help="With --external: magnification to score (default: the run's).")] = None,
+        help="External validation: magnification to score (default: the run's); implies "
+             "--external.")] = None,
     out: Annotated[Path | None, typer.Option(
-        help="With --external: output folder (default RUN/external/<tree name>).")] = None,
+        help="External validation: output folder (default RUN/external/<tree name>); "
+             "implies --external.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")]
     = False,
 ) -> None:
     """Re-evaluate a trained run on its test patients, or (--external) on another data tree.
 
-    breastzoo evaluate RUN --data OTHER_TREE --external [--mag 100] [--out DIR] writes
-    metrics.json, predictions.json, patients.csv, confusion_matrix.png and roc.png.
+    breastzoo evaluate RUN --data OTHER_TREE [--mag 100] [--out DIR] writes metrics.json,
+    predictions.json, patients.csv, confusion_matrix.png and roc.png (a tree without the
+    run's test patients is external; --external forces it).
     """
-    from breastzoo.evaluation.reports import evaluate_external, evaluate_run
+    from breastzoo.evaluation.reports import evaluate_external, evaluate_run, holds_run_split
 
     log = (lambda m: err_console.print(m, highlight=False)) if as_json else (
         lambda m: console.print(m, highlight=False))
+    if not external and data is not None and (
+            mag is not None or out is not None or not holds_run_split(run_dir, data)):
+        # A tree without the run's test patients cannot be its moved data folder: score it
+        # whole (external validation) rather than fail on a missing split.
+        log(f"{data} holds none of the run's test patients: external validation on all "
+            "of its images (--external).")
+        external = True
     if external:
         if data is None:
             raise ValueError("--external scores another data tree: pass --data PATH. "
@@ -380,7 +391,8 @@ def evaluate(
         metrics = evaluate_external(run_dir, data, mag=mag, out=out, log=log)
     else:
         if mag is not None or out is not None:
-            raise ValueError(f"--mag and --out go with --external (scoring another tree). "
+            raise ValueError(f"--mag and --out go with --data (external validation, "
+                             f"--external). "
                              f"Received: mag={mag!r}, out={str(out) if out else None!r}")
         metrics = evaluate_run(run_dir, data=data, log=log)
     if as_json:

@@ -99,8 +99,8 @@ def test_fit_split_refuses_leaks_unknown_patients_and_trials(tiny_testbed, split
 def test_external_scores_every_image_of_the_other_tree(binary_run, tmp_path):
     other = tmp_path / "other"
     make_breakhis(other, mags=(40, 100), per_mag=2)
-    result = runner.invoke(app, ["evaluate", str(binary_run), "--data", str(other),
-                                 "--external", "--json"])
+    # The interface: a tree without the run's test patients is scored whole.
+    result = runner.invoke(app, ["evaluate", str(binary_run), "--data", str(other), "--json"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     folder = binary_run / "external" / "other"
@@ -118,7 +118,7 @@ def test_external_scores_every_image_of_the_other_tree(binary_run, tmp_path):
     for name in ("confusion_matrix.png", "roc.png"):
         assert (folder / name).stat().st_size > 0
 
-    at_40 = runner.invoke(app, ["evaluate", str(binary_run), "--data", str(other), "--external",
+    at_40 = runner.invoke(app, ["evaluate", str(binary_run), "--data", str(other),
                                 "--mag", "40", "--out", str(tmp_path / "ext40"), "--json"])
     assert at_40.exit_code == 0, at_40.output
     paths = [p["path"] for p in read_json(tmp_path / "ext40" / "predictions.json")["images"]]

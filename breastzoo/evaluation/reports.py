@@ -281,6 +281,28 @@ def write_patient_table(path: str | Path, metrics: dict) -> Path:
     return atomic_write_bytes(path, buffer.getvalue().encode())
 
 
+def holds_run_split(run_dir: str | Path, data: str | Path) -> bool:
+    """Whether the tree at ``data`` holds any of the run's own test patients (then ``--data``
+    is the run's data folder, moved; otherwise the tree is another one to validate on).
+
+    Args:
+        run_dir: a finished run folder.
+        data: a data tree.
+
+    Example:
+        >>> holds_run_split("runs/r", "../shared/realdata")  # doctest: +SKIP
+        True
+    """
+    from breastzoo.data.index import index_dataset
+
+    _, manifest, _ = _load_run(run_dir)
+    root = Path(data).expanduser()
+    if not root.is_dir():
+        return False
+    test = set(manifest["split"]["test"])
+    return any(r.patient in test for r in index_dataset(root).records)
+
+
 def evaluate_external(
     run_dir: str | Path,
     data: str | Path,
