@@ -112,7 +112,12 @@ class ValidationScores(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
-            logs.update(self.scores())
+            scores = self.scores()
+            # Where Keras' own validation pass (the model's test_step) already logged loss and
+            # accuracy, keep those: they sit beside the model's own extra validation metrics
+            # (the hybrid's per-branch losses). Balanced accuracy is added either way.
+            for key, value in scores.items():
+                logs.setdefault(key, value)
 
 
 class KeepBest(keras.callbacks.Callback):

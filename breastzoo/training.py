@@ -312,8 +312,11 @@ def train_run(
         # The validation set has no known size (unreadable files are dropped on the fly), so
         # Keras warns when it ends; the training set repeats and never runs out.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
+        # validation_data keeps each model's own validation metrics (DeNet's per-image loss,
+        # the hybrid's branch losses); ValidationScores adds balanced accuracy from a second
+        # pass through model.infer (one owner of "validation score" for every model kind).
         model.fit(
-            train, epochs=config.epochs, steps_per_epoch=steps,
+            train, validation_data=val, epochs=config.epochs, steps_per_epoch=steps,
             callbacks=callbacks, verbose=verbose, shuffle=False,
         )
     if config.keep_best != "last":

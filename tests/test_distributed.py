@@ -25,7 +25,8 @@ import pytest
 # two training tests run in `make test`; the chief + two workers study (80 s) is also marked
 # slow to keep `make test` near its 20-minute budget (`make test-slow`, or
 # `pytest -m distributed` for all three).
-pytestmark = [pytest.mark.distributed]
+# 50-80 s each (two processes, or two replicas): make test-slow / pytest -m distributed.
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 TIMEOUT = 900  # seconds per process group; the shared 2-core machine is slow
 

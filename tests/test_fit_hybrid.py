@@ -91,6 +91,7 @@ def test_fit_breakhis_hybrid_resumes_and_writes_a_run_folder(tiny_testbed, tmp_p
     assert json.loads(again.stdout)["irr"] == pytest.approx(metrics["irr"])
 
 
+@pytest.mark.slow  # 27-46 s
 def test_fit_bach_hybrid_end_to_end(tmp_path, eager):
     make_bach(tmp_path / "data", per_class=4)  # 16 TIFF photos, one "patient" each
     out = tmp_path / "bach"
@@ -143,6 +144,7 @@ def test_bagging_folds_are_disjoint_and_never_touch_test_patients(tiny_testbed):
         training.member_split(prepared.split, overlapping, 1)
 
 
+@pytest.mark.slow  # 27-46 s
 def test_bagging_run_is_one_ensemble_and_resumes_inside_a_member(tiny_testbed, tmp_path,
                                                                  monkeypatch, eager):
     out = tmp_path / "bag"

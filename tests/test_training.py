@@ -45,6 +45,7 @@ def test_fit_denet_sanet_writes_a_complete_run_folder(tiny_testbed, tmp_path):
     assert all(len(p["boxes"]) >= 3 for p in predictions)  # k = 3 ROIs voted per image
 
 
+@pytest.mark.slow  # 60 s; resume is also covered by test_fit_hybrid
 def test_interrupted_run_resumes_from_last_epoch(tiny_testbed, tmp_path, monkeypatch):
     out = tmp_path / "resume"
     cfg = preset("tiny").replace(model="sanet_resize", epochs=3)

@@ -113,6 +113,7 @@ def _counting_grid(calls: list, interrupt_at: int | None):
     return HyperModel()
 
 
+@pytest.mark.slow  # 35-120 s each: KerasTuner studies
 def test_grid_search_resumes_an_interrupted_study_and_walks_the_rest_of_the_grid(tmp_path):
     # keras_tuner.GridSearch dies here with KeyError (keras-team/keras-tuner#1055).
     import keras_tuner
@@ -138,6 +139,7 @@ def test_grid_search_resumes_an_interrupted_study_and_walks_the_rest_of_the_grid
 # ------------------------------------------------------------------ studies at --config tiny
 
 
+@pytest.mark.slow  # 35-120 s each: KerasTuner studies
 def test_roi_patch_study_runs_tiny_resumes_and_never_reads_test_patients(
         tiny_testbed, tmp_path, monkeypatch):
     from breastzoo.data import pipeline
@@ -192,6 +194,7 @@ def test_roi_patch_study_runs_tiny_resumes_and_never_reads_test_patients(
     assert changed.exit_code == 2 and "different" in changed.output
 
 
+@pytest.mark.slow  # 35-120 s each: KerasTuner studies
 def test_gamma_study_runs_tiny_and_plots_the_sweep(tiny_testbed, tmp_path):
     out = tmp_path / "gamma"
     result = runner.invoke(app, ["tune", str(STUDIES / "gamma.yaml"), "--data",
@@ -204,6 +207,7 @@ def test_gamma_study_runs_tiny_and_plots_the_sweep(tiny_testbed, tmp_path):
     assert (out / "sweep.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # 35-120 s each: KerasTuner studies
 def test_lambda_study_runs_tiny_and_trials_share_one_training(tiny_testbed, tmp_path):
     out = tmp_path / "lambda"
     result = runner.invoke(app, ["tune", str(STUDIES / "lambda.yaml"), "--data",

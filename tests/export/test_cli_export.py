@@ -25,6 +25,7 @@ def keras_file(selective_model, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # 33 s each
 def test_export_onnx_from_keras_file(keras_file, tmp_path):
     out = tmp_path / "small.onnx"
     result = _run("export", keras_file, "--format", "onnx", "--out", out,
@@ -53,6 +54,7 @@ def test_export_errors_are_one_line(keras_file, tmp_path):
     assert traversal.exit_code == 2 and "Traceback" not in traversal.output
 
 
+@pytest.mark.slow  # 33 s each
 def test_export_int8_static_from_zoo_name(published, tmp_path):  # noqa: F811
     from breastzoo.export.tflite import TFLiteRunner, flex_ops
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 
+@pytest.mark.slow  # 21 s
 def test_onnx_parity(selective_model, images, keras_outputs, tmp_path):
     from breastzoo.export.onnx import OnnxRunner, write_onnx
 

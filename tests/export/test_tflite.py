@@ -31,6 +31,7 @@ def test_fp32_builtin_only_and_within_1e4(fp32, images, keras_outputs):
                                atol=1e-4)
 
 
+@pytest.mark.slow  # 14 s each
 def test_int8_static_quantizes_the_convolutions(selective_model, images, keras_outputs):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -56,6 +57,7 @@ def test_int8_static_quantizes_the_convolutions(selective_model, images, keras_o
     assert out["boxes"].shape == keras_outputs["boxes"].shape
 
 
+@pytest.mark.slow  # 14 s each
 def test_int8_weights(selective_model, images, keras_outputs, fp32):
     from ai_edge_litert.interpreter import Interpreter
 

@@ -48,6 +48,7 @@ def test_random_roi_boxes_are_the_patches_it_classified():
     np.testing.assert_array_equal(boxes[..., 2] - boxes[..., 0], 16)
 
 
+@pytest.mark.slow  # 19 s
 def test_oracle_roi_uses_given_centres_and_trains(tmp_path):
     m = PatchVoteClassifier(2, image_size=(W, H), patch_size=16, k=2, mode="oracle", width=2,
                             feature_dim=4)

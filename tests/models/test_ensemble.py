@@ -66,6 +66,7 @@ def test_ensemble_roundtrip_is_one_file(tmp_path):
     assert loaded.magnification == "200X"
 
 
+@pytest.mark.slow  # 13 s
 def test_ensemble_of_hybrids_roundtrip(tmp_path):
     members = [Hybrid(2, image_size=(70, 46), grid=(2, 1), patch_size=32, width=0.125,
                       class_names=["benign", "malignant"]) for _ in range(2)]

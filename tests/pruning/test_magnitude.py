@@ -53,6 +53,7 @@ def _child(mode: str, tmp_path) -> str:
     return out.stdout
 
 
+@pytest.mark.slow  # 11 s: a fresh interpreter
 def test_import_guard_keeps_keras3_in_a_fresh_process(tmp_path):
     # Unguarded, TF-MOT switches tf.keras to Keras 2 for the whole process ...
     raw = _child("raw", tmp_path)

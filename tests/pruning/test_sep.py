@@ -150,6 +150,7 @@ def test_hybrid_branches_pruned_and_consistent():
     assert set(imp) == {"global_branch", "local_branch"}
 
 
+@pytest.mark.slow  # 10 s
 def test_prune_retrain_save_reload(images, tmp_path):
     keras.utils.set_random_seed(3)
     net = InceptionSEP(2, width=TINY, dropout=0.0)
