@@ -260,7 +260,25 @@ def crop_at(
 # --------------------------------------------------------------------------- dataset
 
 
-def _labels(records: Sequence[ImageRecord], class_names: Sequence[str], task: str) -> list[int]:
+def record_labels(
+    records: Sequence[ImageRecord], class_names: Sequence[str], task: str
+) -> list[int]:
+    """Class index of each record for ``task`` (subtype or benign/malignant).
+
+    Args:
+        records: index records.
+        class_names: ordered classes.
+        task: ``"subtype"`` or ``"binary"``.
+
+    Raises:
+        ValueError: unknown task, or a record whose class is not in ``class_names``.
+
+    Example:
+        >>> record_labels([ImageRecord("a.png", "folder", "a", "benign", "x")], ["x"], "subtype")
+        [0]
+    """
+    if task not in TASKS:
+        raise ValueError(f"Unknown task. Received: task={task!r}; expected one of {TASKS}.")
     index = {name: i for i, name in enumerate(class_names)}
     labels = []
     for record in records:
@@ -454,7 +472,7 @@ def make_dataset(
         raise ValueError(f"batch_size must be >= 1 or None. Received: batch_size={batch_size!r}")
     if cache is not None and not isinstance(cache, str | os.PathLike):
         raise ValueError(f"cache must be None, 'memory' or a path. Received: cache={cache!r}")
-    labels = _labels(records, class_names, task)
+    labels = record_labels(records, class_names, task)
     size = _check_size("image_size", image_size or default_image_size(records))
     out_size = _check_size("resize", resize) if resize is not None else None
     norm = _as_normalizer(normalizer)

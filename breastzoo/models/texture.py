@@ -236,19 +236,9 @@ def _save_npy(tmp: str, vec: np.ndarray) -> None:
 def _record_labels(
     records: Sequence[ImageRecord], class_names: Sequence[str], task: str
 ) -> np.ndarray:
-    if task not in ("binary", "subtype"):
-        raise ValueError(f"Unknown task. Received: task={task!r}; expected 'binary' or 'subtype'")
-    index = {name: i for i, name in enumerate(class_names)}
-    labels = []
-    for r in records:
-        name = r.label if task == "binary" else r.subtype
-        if name not in index:
-            raise ValueError(
-                f"Record class is not in class_names. Received: class={name!r} (task={task!r}, "
-                f"path={r.path!r}); class_names={list(class_names)}"
-            )
-        labels.append(index[name])
-    return np.asarray(labels, np.int64)
+    from breastzoo.data.pipeline import record_labels
+
+    return np.asarray(record_labels(records, class_names, task), np.int64)
 
 
 class TextureClassifier:
