@@ -65,7 +65,7 @@ def main() -> int:
         }
         print(json.dumps({name: results[name]}))
     report = {
-        "data": f"synthetic testbed, preset demo, data seed {args.seed}, 100X (not BreaKHis)",
+        "data": f"synthetic testbed, demo size, data seed {args.seed}, 100X (not BreaKHis)",
         "budget": {"epochs": base.epochs, "steps_per_epoch": base.steps_per_epoch,
                    "batch_size": base.batch_size, "quick": args.quick},
         "reward": base.reward,

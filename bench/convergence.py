@@ -61,7 +61,7 @@ def main() -> int:
         }
         print(selection, results[selection])
     atomic_write_json(args.json, {
-        "data": f"synthetic testbed, demo preset, data seed {args.seed}, 100X (not BreaKHis)",
+        "data": f"synthetic testbed, demo size, data seed {args.seed}, 100X (not BreaKHis)",
         "target_val_accuracy": args.target, "epochs": args.epochs, "results": results,
     })
     return 0

@@ -17,7 +17,7 @@ the wall-clock ratios mostly measure the neighbours). Run from the repository ro
 
     .venv/bin/python bench/pipeline.py --repeats 5 --json runs/bench/pipeline.json
 
-With no ``--data`` it renders the synthetic BreaKHis testbed (preset "tiny", 208 images,
+With no ``--data`` it renders the synthetic BreaKHis testbed (size "tiny", 208 images,
 700x460) into a temporary folder once (reused on later runs), or random-ish PNGs if the
 testbed generator is not importable.
 """
@@ -71,14 +71,14 @@ def _dataset_files(args: argparse.Namespace) -> tuple[list[str], str]:
         return paths[: args.limit] if args.limit else paths, f"PNG files under {args.data}"
     root = Path(tempfile.gettempdir()) / "breastzoo-bench-pipeline"
     try:
-        from breastzoo.data import synth
+        from breastzoo.data import testbed
 
         out = root / "synth-tiny-700x460"
-        synth.synthesize(out, preset="tiny", seed=0, image_size=(700, 460))
+        testbed.synthesize(out, size="tiny", seed=0, image_size=(700, 460))
         paths = sorted(
-            str(p) for p in (out / synth.ARCHIVE_NAME).rglob("*.png") if "masks" not in p.parts
+            str(p) for p in (out / testbed.ARCHIVE_NAME).rglob("*.png") if "masks" not in p.parts
         )
-        source = "synthetic BreaKHis testbed (breastzoo.data.synth, preset tiny, seed 0, 700x460)"
+        source = "synthetic BreaKHis testbed (breastzoo.data.testbed, size tiny, seed 0, 700x460)"
     except ImportError:
         paths = _random_pngs(root / "random-700x460", 200, (700, 460))
         source = "200 random-ish 700x460 PNGs (bench/pipeline.py _random_pngs)"

@@ -44,7 +44,7 @@ def _load(args) -> dict:
     from breastzoo.paths import ensure_demo_data
     from breastzoo.training import prepare_data
 
-    root = ensure_demo_data(args.preset)
+    root = ensure_demo_data(args.testbed_size)
     prepared = prepare_data("breakhis", str(root), args.mag, "binary", args.seed)
     out = {"class_names": prepared.class_names, "root": str(root)}
     for part, records in prepared.parts().items():
@@ -147,7 +147,8 @@ def _latency_table(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--testbed-size", "--preset", dest="testbed_size", default="demo",
+                        choices=("tiny", "demo", "full"), help="testbed size (--preset: old name)")
     parser.add_argument("--mag", default="100")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=224)
@@ -259,7 +260,7 @@ def main() -> None:
 
     result = {
         "command": "python bench/prune.py " + " ".join(sys.argv[1:]),
-        "data": f"synthetic testbed ({args.preset} preset, seed {args.seed}), not BreaKHis; "
+        "data": f"synthetic testbed ({args.testbed_size} size, seed {args.seed}), not BreaKHis; "
                 f"{args.mag}X, binary, patient-wise split",
         "images": {"train": int(len(y_tr)), "test": int(len(y_te))},
         "input": f"whole image resized to {args.size}x{args.size}, scaled to [0, 1]",

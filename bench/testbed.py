@@ -17,7 +17,7 @@ the median over repeats is reported.
 
 Usage::
 
-    python bench/testbed.py --preset demo --mag 100X --epochs 30 --repeats 3 \\
+    python bench/testbed.py --size demo --mag 100X --epochs 30 --repeats 3 \\
         --json runs/bench/testbed.json
 """
 
@@ -43,7 +43,7 @@ def load_split_images(root: Path, mag: str, split_seed: int) -> dict[str, dict[s
     """Images, masks and labels of the train and test patients of one magnification."""
     from breastzoo.data.breakhis import index_breakhis
     from breastzoo.data.splits import split_patients
-    from breastzoo.data.synth import mask_path
+    from breastzoo.data.testbed import mask_path
 
     index = index_breakhis(root).filter(mag)
     split = split_patients(index.records, seed=split_seed)
@@ -223,7 +223,7 @@ def draw_figure(path: Path, mag: str = "100X", seed: int = 0) -> None:
     import matplotlib.pyplot as plt
 
     from breastzoo.data.constants import SUBTYPE_CLASS, SUBTYPE_NAMES
-    from breastzoo.data.synth import patient_style, render_image
+    from breastzoo.data.testbed import patient_style, render_image
 
     fig, axes = plt.subplots(
         4, 4, figsize=(16, 11.2), dpi=80, gridspec_kw={"width_ratios": [1, 0.6, 1, 0.6]}
@@ -257,7 +257,8 @@ def draw_figure(path: Path, mag: str = "100X", seed: int = 0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="demo", choices=("tiny", "demo", "full"))
+    parser.add_argument("--size", "--preset", dest="size", default="demo",
+                        choices=("tiny", "demo", "full"), help="testbed size (--preset: old name)")
     parser.add_argument("--seed", type=int, default=0, help="testbed seed")
     parser.add_argument("--mag", default="100X", choices=("40X", "100X", "200X", "400X"))
     parser.add_argument("--epochs", type=int, default=30)
@@ -288,12 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--json PATH is required (or --figure PATH)")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from breastzoo.data.synth import synthesize
+    from breastzoo.data.testbed import synthesize
     from breastzoo.paths import cache_dir
 
-    root = args.data or cache_dir() / "bench" / f"testbed-{args.preset}-{args.seed}"
+    root = args.data or cache_dir() / "bench" / f"testbed-{args.size}-{args.seed}"
     t0 = time.perf_counter()
-    summary = synthesize(root, preset=args.preset, seed=args.seed)
+    summary = synthesize(root, size=args.size, seed=args.seed)
     how = "cached" if summary["cached"] else f"generated in {summary['seconds']:.0f} s"
     print(f"testbed: {summary['images']} images in {root} ({how})")
 
@@ -347,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {
         "command": "python bench/testbed.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "preset": args.preset,
+        "size": args.size,
         "seed": args.seed,
         "magnification": args.mag,
         "epochs": args.epochs,

@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # the real import is lazy: it pulls in TensorFlow on first us
     from breastzoo.zoo.loaded import LoadedModel
 
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) buries our own output;
-# users can still set TF_CPP_MIN_LOG_LEVEL themselves.
+# users can still set TF_CPP_MIN_LOG_LEVEL themselves. The CLI goes further (level 3, and absl's
+# pre-initialisation lines filtered out): breastzoo.commands.quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -10,16 +10,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-MODELS = (
-    "denet_sanet",
-    "sanet_resize",
-    "random_roi",
-    "centre_roi",
-    "oracle_roi",
-    "resnet50_roi",
-    "resnet50_full",
-    "hybrid",
-)
+from breastzoo.models.specs import MODEL_NAMES
+
+#: Every ``fit --model`` name, from the one model table (breastzoo.models.specs, which
+#: imports neither Keras nor TensorFlow).
+MODELS: tuple[str, ...] = MODEL_NAMES
 PRESETS = ("tiny", "demo", "real", "paper")
 
 
@@ -34,6 +29,9 @@ class TrainConfig:
         patch_size: side of a square ROI as the classifier sees it (paper: 112).
         patch_scale: an ROI covers ``patch_size * patch_scale`` image pixels, average-pooled
             to ``patch_size`` (1 = full resolution, the paper; ROI models only).
+        patch_dihedral: train the patch classifier on patches turned by a random one of the 8
+            symmetries of the square (90-degree rotations and flips; ROI models only). Whole
+            images of 700x460 cannot be turned by 90 degrees, patches can.
         k: ROIs selected per image (paper: 5).
         k_max: upper bound on ROIs at test time when the vote is tied.
         max_steps: DeNet glimpses per image per training iteration (it stops early in the
@@ -96,6 +94,7 @@ class TrainConfig:
     image_size: tuple[int, int] = (700, 460)
     patch_size: int = 112
     patch_scale: int = 1
+    patch_dihedral: bool = False
     k: int = 5
     k_max: int = 9
     max_steps: int = 10

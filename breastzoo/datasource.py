@@ -63,7 +63,7 @@ def resolve_data(dataset: str, data: str | None = None, progress=None) -> DataSo
             raise ValueError(
                 f"--data demo is a BreaKHis-format testbed. Received: dataset={dataset!r}"
             )
-        from breastzoo.data.synth import read_manifest
+        from breastzoo.data.testbed import read_manifest
         from breastzoo.paths import ensure_demo_data
 
         root = ensure_demo_data(progress=progress)
@@ -86,6 +86,6 @@ def resolve_data(dataset: str, data: str | None = None, progress=None) -> DataSo
 
 
 def _is_testbed(root: Path) -> bool:
-    from breastzoo.data.synth import read_manifest
+    from breastzoo.data.testbed import read_manifest
 
     return read_manifest(root) is not None

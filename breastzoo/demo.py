@@ -25,29 +25,14 @@ ZOO_NAME = "denet_sanet_100x"
 PREDICT_IMAGES = 4
 
 
-def _already_published(run_dir: Path) -> int | None:
-    """The latest published version of ZOO_NAME if it holds this run's model.keras."""
-    from breastzoo.zoo import locate, versions
-    from breastzoo.zoo.registry import SUMS_FILE, parse_sums, sha256_file
-
-    if not versions(ZOO_NAME):
-        return None
-    latest = locate(ZOO_NAME)
-    sums = parse_sums((latest / SUMS_FILE).read_text(), latest / SUMS_FILE)
-    if sums.get("model.keras") == sha256_file(run_dir / "model.keras"):
-        return int(latest.name)
-    return None
-
-
 def main() -> int:
     """Run the demo; return a process exit code."""
-    from breastzoo.commands.export import export_model
-    from breastzoo.commands.predict import predict_images
     from breastzoo.configs import preset
     from breastzoo.io import read_json
-    from breastzoo.paths import DEMO_PRESET, DEMO_SEED, ensure_demo_data
-    from breastzoo.training import fit
-    from breastzoo.zoo import load, publish_run
+    from breastzoo.paths import DEMO_SEED, DEMO_SIZE, ensure_demo_data
+    from breastzoo.runs import RunFolder
+    from breastzoo.workflow import export_model, fit, predict_images, publish_new
+    from breastzoo.zoo import load
 
     console = Console()
     say = lambda m: console.print(m, highlight=False)  # noqa: E731
@@ -56,25 +41,21 @@ def main() -> int:
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("synthesizing demo data", total=None)
         root = ensure_demo_data(
-            DEMO_PRESET, DEMO_SEED, lambda d, t: progress.update(task, completed=d, total=t)
+            DEMO_SIZE, DEMO_SEED, lambda d, t: progress.update(task, completed=d, total=t)
         )
     say(f"demo data: {root} ({time.perf_counter() - start:.0f} s)")
 
     result = fit("breakhis", data=str(root), mag="100", config=preset("demo"), preset="demo",
                  log=say)
-    run_dir = Path(result["run_dir"])
+    run = RunFolder(result["run_dir"])
+    run_dir = run.path
     m = result["metrics"]
     say(f"DeNet+SaNet, 100X, 8 subtypes: IRR {m['irr']:.3f}, PRR {m['prr']:.3f}, "
         f"binary IRR {m['binary']['irr']:.3f}, ROI hit rate {m['roi_hit_rate']:.2f} "
         "(synthetic testbed)")
 
     console.rule("publish to the zoo")
-    version = _already_published(run_dir)
-    if version is None:
-        published = publish_run(run_dir, ZOO_NAME, log=say)
-        version = published["version"]
-    else:
-        say(f"{ZOO_NAME} version {version} already holds this run's model; not republished.")
+    version = publish_new(run_dir, ZOO_NAME, log=say)["version"]
 
     console.rule("export for an edge microscope (TFLite int8)")
     exported = export_model(ZOO_NAME, "tflite", quantize="int8", version=version, force=True)
@@ -85,7 +66,7 @@ def main() -> int:
 
     console.rule("predict with ROI overlays")
     model = load(ZOO_NAME, version=version)
-    test_paths = [Path(r["path"]) for r in read_json(run_dir / "predictions.json")["images"]]
+    test_paths = [Path(r["path"]) for r in read_json(run.predictions_path)["images"]]
     chosen = test_paths[:PREDICT_IMAGES]
     overlay_dir = run_dir / "demo_predictions"
     for row in predict_images(model, chosen, overlay_dir=overlay_dir):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-DEMO_PRESET = "demo"
+DEMO_SIZE = "demo"  # the testbed size `make demo` and `--data demo` use
 DEMO_SEED = 0
+DEMO_PRESET = DEMO_SIZE  # deprecated alias of DEMO_SIZE
 
 
 def cache_dir() -> Path:
@@ -23,24 +25,37 @@ def cache_dir() -> Path:
     return Path(base) / "breastzoo"
 
 
-def demo_data_dir(preset: str = DEMO_PRESET, seed: int = DEMO_SEED) -> Path:
-    """Folder of the cached synthetic testbed for ``preset`` and ``seed``."""
-    return cache_dir() / "data" / f"testbed-{preset}-seed{seed}"
+def demo_data_dir(size: str = DEMO_SIZE, seed: int = DEMO_SEED) -> Path:
+    """Folder of the cached synthetic testbed of ``size`` and ``seed``.
+
+    Args:
+        size: testbed size (``"tiny"``, ``"demo"``, ``"full"``).
+        seed: generator seed.
+
+    Example:
+        >>> demo_data_dir("tiny", 0).name
+        'testbed-tiny-seed0'
+    """
+    return cache_dir() / "data" / f"testbed-{size}-seed{seed}"
 
 
-def ensure_demo_data(preset: str = DEMO_PRESET, seed: int = DEMO_SEED, progress=None) -> Path:
+def ensure_demo_data(
+    size: str = DEMO_SIZE,
+    seed: int = DEMO_SEED,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Generate the synthetic testbed once and return its root (reused on later calls).
 
     Args:
-        preset: testbed preset (``"tiny"``, ``"demo"``, ``"full"``).
+        size: testbed size (``"tiny"``, ``"demo"``, ``"full"``).
         seed: generator seed.
         progress: optional ``callback(done, total)``.
 
     Example:
         >>> root = ensure_demo_data("tiny")  # doctest: +SKIP
     """
-    from breastzoo.data.synth import synthesize
+    from breastzoo.data.testbed import synthesize
 
-    out = demo_data_dir(preset, seed)
-    synthesize(out, preset=preset, seed=seed, progress=progress)
+    out = demo_data_dir(size, seed)
+    synthesize(out, size=size, seed=seed, progress=progress)
     return out

@@ -1,56 +1,51 @@
-"""``breastzoo fit``: index -> patient-wise split -> train (resumable) -> evaluate -> run folder.
+"""Training: index -> patient-wise split -> train (resumable) -> evaluate -> run folder.
 
-A run folder holds::
-
-    config.json     the TrainConfig, data source, magnification, classes and the split
-    history.json    per-epoch training and validation metrics (kept across resumes)
-    model.keras     the trained model (written atomically when training ends)
-    backup/         Keras BackupAndRestore state; present only while a run is unfinished
-    checkpoints/    last.keras, saved every epoch
-    logs/           TensorBoard
-    metrics.json, predictions.json, confusion_matrix.png, roc.png, history.png,
-    overlays/       written by :func:`breastzoo.evaluation.reports.evaluate_run`
-
+The run folder's layout, manifest and resume check live in :mod:`breastzoo.runs`.
 Re-running the same command resumes an unfinished run from its last epoch; a finished run is
 re-evaluated, not retrained. A run folder made with a different configuration is refused.
+
+:func:`fit_model` is the one training loop: ``fit`` (:func:`train_run`), pruning's retraining
+and tuning trials all go through it. Publishing a trained run is composition, in
+:mod:`breastzoo.workflow`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from breastzoo import runs
 from breastzoo.configs import TrainConfig
-from breastzoo.data.records import ImageRecord, normalize_magnification
+from breastzoo.data.records import normalize_magnification
 from breastzoo.io import atomic_write_json, read_json
+from breastzoo.runs import PreparedData
 
-RUNS_DIR = Path("runs")
-
-
-@dataclasses.dataclass
-class PreparedData:
-    """Records and split of one run."""
-
-    source: Any  # DataSource
-    magnification: str | None
-    class_names: list[str]
-    records: list[ImageRecord]
-    split: Any  # PatientSplit
-
-    def parts(self) -> dict[str, list[ImageRecord]]:
-        """Train / val / test records."""
-        return self.split.assign(self.records)
+__all__ = [
+    "STRATEGIES",
+    "HistoryWriter",
+    "PreparedData",
+    "bagging_folds",
+    "build_datasets",
+    "fit",
+    "fit_model",
+    "for_dataset",
+    "make_strategy",
+    "member_split",
+    "prepare_data",
+    "train_bagging",
+    "train_run",
+    "train_steps",
+    "worker_role",
+]
 
 
 def prepare_data(
@@ -122,48 +117,12 @@ def for_dataset(config: TrainConfig, dataset: str) -> TrainConfig:
         (2048, 1536)
     """
     from breastzoo.data.constants import BACH_IMAGE_SIZE
+    from breastzoo.models.specs import model_spec
 
-    if (config.model == "hybrid" and dataset == "bach"
+    if (model_spec(config.model).native_bach_size and dataset == "bach"
             and tuple(config.image_size) == TrainConfig().image_size):
         return config.replace(image_size=BACH_IMAGE_SIZE)
     return config
-
-
-def default_run_dir(dataset: str, mag: str | None, config: TrainConfig, preset: str) -> Path:
-    """``runs/<dataset>-<mag>-<model>-<task>-<preset>-seed<seed>``: the same command maps to
-    the same folder, which is what makes re-running it resume."""
-    mag_part = (normalize_magnification(mag) if mag else "all").lower()
-    return RUNS_DIR / (
-        f"{dataset}-{mag_part}-{config.model}-{config.task}-{preset}-seed{config.seed}"
-    )
-
-
-def _check_resumable(run_dir: Path, manifest: dict) -> None:
-    path = run_dir / "config.json"
-    if not path.exists():
-        return
-    old = read_json(path)
-    manifest = json.loads(json.dumps(manifest))  # tuples -> lists, as stored
-    if isinstance(old.get("config"), dict):
-        # Fields added to TrainConfig after the run was made count as their defaults, so
-        # new options do not orphan existing run folders.
-        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
-        old["config"] = {**defaults, **old["config"]}
-    for key in ("config", "data", "magnification", "split"):
-        if old.get(key) != manifest.get(key):
-            if key == "config":
-                diff = {
-                    k: (old["config"].get(k), v)
-                    for k, v in manifest["config"].items()
-                    if old["config"].get(k) != v
-                }
-                detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            else:
-                detail = f"{key} differs"
-            raise ValueError(
-                f"Run folder {run_dir} was made with a different setup ({detail}); "
-                "use --out for a new run or delete the folder."
-            )
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -192,24 +151,23 @@ def build_datasets(
 ) -> tuple[Any, Any, int]:
     """``(train, val, steps_per_epoch)`` tf.data pipelines for ``config.model``."""
     from breastzoo.data.pipeline import make_dataset
+    from breastzoo.models.specs import model_spec
 
     parts = prepared.parts()
     common = dict(task=config.task, image_size=config.image_size)
-    augment = config.augment
-    if config.model == "oracle_roi":
-        # Geometric augmentation would move the lesion away from its recorded centres.
-        augment = "none"
+    oracle = model_spec(config.model).needs_lesion_centres
+    augment = _train_augment(config)
     train = make_dataset(
         parts["train"], prepared.class_names, batch_size=config.batch_size, shuffle=True,
         seed=config.seed, augment=augment, drop_remainder=True, repeat=True,
-        with_path=config.model == "oracle_roi", balance=config.balance,
+        with_path=oracle, balance=config.balance,
         color_jitter=config.color_jitter if augment != "none" else 0.0, **common,
     )
     val = make_dataset(
         parts["val"], prepared.class_names, batch_size=config.batch_size,
-        with_path=config.model == "oracle_roi", **common,
+        with_path=oracle, **common,
     )
-    if config.model == "oracle_roi":
+    if oracle:
         from breastzoo.evaluation.lesions import attach_lesion_centres
 
         train = attach_lesion_centres(train, prepared, config, training=True)
@@ -217,13 +175,20 @@ def build_datasets(
     return train, val, train_steps(prepared, config)
 
 
+def _train_augment(config: TrainConfig) -> str:
+    """The augmentation policy training uses: none for a model fed ground-truth lesion
+    centres (oracle_roi), since geometric augmentation would move the lesion away from them."""
+    from breastzoo.models.specs import model_spec
+
+    return "none" if model_spec(config.model).needs_lesion_centres else config.augment
+
+
 def train_steps(prepared: PreparedData, config: TrainConfig) -> int:
     """Iterations per epoch: the (augmented) training part once, capped by
     ``config.steps_per_epoch``; what :func:`build_datasets` returns, without building them."""
     from breastzoo.data.augment import expansion_factor
 
-    # oracle_roi trains without augmentation (see build_datasets).
-    augment = "none" if config.model == "oracle_roi" else config.augment
+    augment = _train_augment(config)
     n_train = len(prepared.parts()["train"]) * (
         expansion_factor(augment) if augment != "none" else 1
     )
@@ -233,28 +198,101 @@ def train_steps(prepared: PreparedData, config: TrainConfig) -> int:
     return steps
 
 
-def _manifest(prepared: PreparedData, config: TrainConfig) -> dict:
-    """What config.json records: the setup a resumed run must match."""
-    return {
-        "config": config.to_dict(),
-        "data": {
-            "dataset": prepared.source.dataset,
-            "root": str(Path(prepared.source.root).resolve()),
-            "synthetic": prepared.source.synthetic,
-            "description": prepared.source.label,
-        },
-        "magnification": prepared.magnification,
-        "class_names": prepared.class_names,
-        "split": prepared.split.to_dict(prepared.records),
-    }
+def fit_model(
+    model: keras.Model,
+    prepared: PreparedData,
+    config: TrainConfig,
+    *,
+    datasets: tuple[Any, Any, int] | None = None,
+    run_dir: str | Path | None = None,
+    scores: bool = True,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+    log: Callable[[str], None] = print,
+) -> keras.callbacks.History:
+    """The one training loop: ``model.fit`` on the training patients, validated on the
+    validation patients, with the callbacks every model kind needs. ``fit``
+    (:func:`train_run`), pruning's retraining and tuning trials all go through it.
 
+    Callbacks, in order (validation scores enter the logs first; DeNet's reward, the history,
+    the best-epoch keeper and TensorBoard read them):
 
-def _save_model(model: keras.Model, model_path: Path) -> None:
-    # Stage then rename: an interrupted save never leaves a model.keras that looks finished.
-    with tempfile.TemporaryDirectory(dir=model_path.parent) as tmp:
-        staged = Path(tmp) / model_path.name
-        model.save(staged)
-        staged.replace(model_path)
+    * ``ValidationScores`` (``scores``): balanced accuracy from a pass through ``infer``;
+    * ``SelectiveRewardCallback`` for DeNet+SaNet models;
+    * with ``run_dir``: ``BackupAndRestore`` (resume), ``checkpoints/last.keras``,
+      TensorBoard, ``history.json`` and, unless ``config.keep_best == "last"``, ``KeepBest``,
+      whose weights are restored after training (recorded in ``best_epoch.json``);
+    * ``callbacks``, the caller's.
+
+    Args:
+        model: a compiled model.
+        prepared: the run's data.
+        config: the run's configuration (``epochs``, ``keep_best``).
+        datasets: ``(train, val, steps)`` already built (default :func:`build_datasets`).
+        run_dir: the run folder to checkpoint into; None trains without resume state.
+        scores: add ``ValidationScores``.
+        epochs: epochs to train (default ``config.epochs``).
+        initial_epoch: epoch to start at (KerasTuner's Hyperband).
+        callbacks: extra callbacks, after the built-in ones.
+        verbose: Keras progress-bar mode.
+        log: where the kept-epoch line goes.
+
+    Returns:
+        Keras' History.
+
+    Example:
+        >>> history = fit_model(model, prepared, config, scores=False)  # doctest: +SKIP
+        >>> sorted(history.history)[:2]  # doctest: +SKIP
+        ['loss', 'val_loss']
+    """
+    from breastzoo.callbacks import KeepBest, ValidationScores
+    from breastzoo.models.selective import SelectiveRewardCallback
+    from breastzoo.models.specs import find_spec
+
+    train, val, steps = datasets if datasets is not None else build_datasets(prepared, config)
+    cbs: list[keras.callbacks.Callback] = []
+    if scores:
+        cbs.append(ValidationScores(val, len(prepared.class_names)))
+    spec = find_spec(model)
+    # An Ensemble reports its members' row, but it is never trained as one model.
+    if spec is not None and spec.trains_denet and not getattr(model, "members", None):
+        cbs.append(SelectiveRewardCallback())
+    keep_best = None
+    if run_dir is not None:
+        run = runs.RunFolder(run_dir)
+        cbs += [
+            keras.callbacks.BackupAndRestore(str(run.backup)),
+            keras.callbacks.ModelCheckpoint(str(run.last_checkpoint)),
+            keras.callbacks.TensorBoard(str(run.logs), write_graph=False),
+            HistoryWriter(run.history_path),
+        ]
+        if config.keep_best != "last":
+            keep_best = KeepBest(run.checkpoints)
+            cbs.append(keep_best)
+    cbs += list(callbacks)
+    epochs = epochs or config.epochs
+    with warnings.catch_warnings():
+        # The validation set has no known size (unreadable files are dropped on the fly), so
+        # Keras warns when it ends; the training set repeats and never runs out.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        # validation_data keeps each model's own validation metrics (DeNet's per-image loss,
+        # the hybrid's branch losses); ValidationScores adds balanced accuracy from a second
+        # pass through model.infer (one owner of "validation score" for every model kind).
+        # Folding both into one pass would need every model's test_step to return its
+        # probabilities, so the two passes stay.
+        history = model.fit(
+            train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
+            steps_per_epoch=steps, callbacks=cbs, verbose=verbose, shuffle=False,
+        )
+    if keep_best is not None:
+        best = keep_best.restore(model)
+        if best is not None:
+            log(f"{run_dir}: keeping epoch {best['epoch'] + 1} of {epochs} "
+                f"({best['monitor']} {best['score']:.3f})")
+            atomic_write_json(runs.RunFolder(run_dir).best_epoch_path, best)
+    return history
 
 
 def train_run(
@@ -266,68 +304,47 @@ def train_run(
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
     strategy: Any = None,
+    preset: str | None = None,
 ) -> Path:
     """Train one run (or resume it) and return the path of the trained ``model.keras``.
 
-    ``strategy`` (a ``tf.distribute`` strategy, see :func:`make_strategy`) builds and compiles
-    the model under its scope, so ``fit`` trains data-parallel.
-    """
-    from breastzoo.callbacks import KeepBest, ValidationScores
-    from breastzoo.models.factory import build_model, compile_model
-    from breastzoo.models.selective import SelectiveAttention, SelectiveRewardCallback
+    Args:
+        run_dir: the run folder (created; a folder of another setup is refused).
+        prepared: the run's data (:func:`prepare_data`).
+        config: the run's configuration.
+        weights: optional weights file to start from.
+        verbose: Keras progress-bar mode.
+        log: where progress lines go.
+        strategy: a ``tf.distribute`` strategy (:func:`make_strategy`): the model is built
+            and compiled under its scope, so ``fit`` trains data-parallel.
+        preset: the config preset's name, recorded in the manifest.
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _manifest(prepared, config)
-    _check_resumable(run_dir, manifest)
-    atomic_write_json(run_dir / "config.json", manifest)
-    model_path = run_dir / "model.keras"
-    if model_path.exists():
+    Example:
+        >>> train_run(Path("runs/x"), prepared, preset("tiny"))  # doctest: +SKIP
+        PosixPath('runs/x/model.keras')
+    """
+    from breastzoo.models.factory import build_model, compile_model
+
+    run = runs.open_run(run_dir, runs.make_manifest(prepared, config, preset))
+    if run.is_finished:
         log(f"{run_dir}: already trained; skipping to evaluation.")
-        return model_path
+        return run.model_path
 
     keras.utils.set_random_seed(config.seed)
-    train, val, steps = build_datasets(prepared, config)
+    # Built before the model, as the seeds have always been drawn in this order.
+    datasets = build_datasets(prepared, config)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_model(config, prepared.class_names, prepared.magnification,
                             weights=weights)
-        compile_model(model, config, steps)
+        compile_model(model, config, datasets[2])
     if _is_multiworker(strategy):
         _avoid_batch_reduce(model)
         _patch_scalar_reduce()
-    keep_best = KeepBest(run_dir / "checkpoints")
-    # Order matters: validation scores enter the logs first; DeNet's reward, the history,
-    # the best-epoch keeper and TensorBoard read them.
-    callbacks = [
-        ValidationScores(val, len(prepared.class_names)),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "last.keras")),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
-        HistoryWriter(run_dir / "history.json"),
-    ]
-    if isinstance(model, SelectiveAttention):
-        callbacks.insert(1, SelectiveRewardCallback())
-    if config.keep_best != "last":
-        callbacks.append(keep_best)
-    with warnings.catch_warnings():
-        # The validation set has no known size (unreadable files are dropped on the fly), so
-        # Keras warns when it ends; the training set repeats and never runs out.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        # validation_data keeps each model's own validation metrics (DeNet's per-image loss,
-        # the hybrid's branch losses); ValidationScores adds balanced accuracy from a second
-        # pass through model.infer (one owner of "validation score" for every model kind).
-        model.fit(
-            train, validation_data=val, epochs=config.epochs, steps_per_epoch=steps,
-            callbacks=callbacks, verbose=verbose, shuffle=False,
-        )
-    if config.keep_best != "last":
-        best = keep_best.restore(model)
-        if best is not None:
-            log(f"{run_dir}: keeping epoch {best['epoch'] + 1} of {config.epochs} "
-                f"({best['monitor']} {best['score']:.3f})")
-            atomic_write_json(run_dir / "best_epoch.json", best)
-    _save_model(model, model_path)
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    return model_path
+    fit_model(model, prepared, config, datasets=datasets, run_dir=run.path, verbose=verbose,
+              log=log)
+    runs.save_model(model, run.model_path)
+    shutil.rmtree(run.backup, ignore_errors=True)
+    return run.model_path
 
 
 def bagging_folds(prepared: PreparedData, k: int, seed: int,
@@ -370,6 +387,7 @@ def train_bagging(
     weights: str | None = None,
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
+    preset: str | None = None,
 ) -> Path:
     """Paper 002's bagging: ``config.bagging`` models, member ``i`` trained on all folds of
     the training patients but the ``i``-th and validated on it, saved as one
@@ -378,38 +396,45 @@ def train_bagging(
     (weights seeded ``config.seed + i``), so an interrupted bagging run resumes inside the
     member it stopped in and skips finished members.
 
+    Args:
+        run_dir: the ensemble's run folder.
+        prepared: the run's data; members split its train and val patients.
+        config: the run's configuration (``bagging`` members, ``vote`` rule).
+        weights: optional weights file every member starts from.
+        verbose: Keras progress-bar mode.
+        log: where progress lines go.
+        preset: the config preset's name, recorded in the manifests.
+
     Returns:
         The path of the ensemble's ``model.keras``.
+
+    Example:
+        >>> train_bagging(Path("runs/b"), prepared, cfg.replace(bagging=3))  # doctest: +SKIP
+        PosixPath('runs/b/model.keras')
     """
-    import breastzoo.models.baselines  # noqa: F401 - registers member classes for loading
-    import breastzoo.models.hybrid  # noqa: F401
-    import breastzoo.models.selective  # noqa: F401
     from breastzoo.models.ensemble import Ensemble
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     folds = bagging_folds(prepared, config.bagging, config.seed, config.task)
-    manifest = {**_manifest(prepared, config),
+    manifest = {**runs.make_manifest(prepared, config, preset),
                 "bagging": {"folds": folds, "vote": config.vote}}
-    _check_resumable(run_dir, manifest)
-    atomic_write_json(run_dir / "config.json", manifest)
-    model_path = run_dir / "model.keras"
-    if model_path.exists():
+    run = runs.open_run(run_dir, manifest)
+    if run.is_finished:
         log(f"{run_dir}: already trained; skipping to evaluation.")
-        return model_path
+        return run.model_path
     paths = []
     for i in range(config.bagging):
         member = dataclasses.replace(prepared, split=member_split(prepared.split, folds, i))
-        member_dir = run_dir / f"member-{i}"
+        member_dir = run.member(i).path
         log(f"[bagging {i + 1}/{config.bagging}] {member_dir}: "
             f"{len(member.split.train)}/{len(member.split.val)} train/val patients")
         paths.append(train_run(member_dir, member, config.replace(bagging=1, seed=config.seed + i),
-                               weights=weights, verbose=verbose, log=log))
-    members = [keras.saving.load_model(p, safe_mode=True) for p in paths]
+                               weights=weights, verbose=verbose, log=log, preset=preset))
+    members = [runs.load_model(p) for p in paths]
     ensemble = Ensemble(members, rule=config.vote, name="ensemble")
     width, height = config.image_size
     ensemble.build((None, height, width, 3))  # recorded in the file's build config
-    _save_model(ensemble, model_path)
-    return model_path
+    runs.save_model(ensemble, run.model_path)
+    return run.model_path
 
 
 STRATEGIES = ("none", "mirrored", "multiworker")
@@ -539,33 +564,30 @@ def fit(
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
-    publish: bool = False,
-    publish_name: str | None = None,
-    zoo_root: str | Path | None = None,
     strategy: str | None = None,
     split: str | Path | Any = None,
 ) -> dict:
-    """Train, evaluate and write run folder(s); the library behind ``breastzoo fit``.
+    """Train, evaluate and write run folder(s). ``breastzoo fit`` calls it through
+    :func:`breastzoo.workflow.fit`, which adds publishing.
 
     Args:
         dataset: ``"breakhis"``, ``"bach"`` or ``"folder"``.
         data: path, ``"demo"`` or ``None`` (see :func:`breastzoo.datasource.resolve_data`).
         mag: magnification (required for BreaKHis).
         config: the run configuration.
-        preset: name of the preset the config came from (part of the default folder name).
-        out: run folder (default :func:`default_run_dir`).
+        preset: name of the preset the config came from (recorded in ``config.json`` and
+            part of the default folder name).
+        out: run folder (default :func:`breastzoo.runs.default_run_dir`).
         trials: repeat with seeds ``config.seed + i`` (new patient split each) and report
             mean and std.
         weights: optional weights file to start from.
         verbose: Keras progress-bar mode.
         log: where to print progress lines.
         progress: data-generation progress callback.
-        publish: after evaluation, publish the run to the zoo (one trial only).
-        publish_name: zoo name (default :func:`breastzoo.zoo.registry.default_name`).
-        zoo_root: zoo root to publish to (default: see ``breastzoo.zoo.registry``).
         strategy: ``"mirrored"`` or ``"multiworker"`` (:func:`make_strategy`). With
             ``"multiworker"`` only the chief evaluates and writes ``run_dir``; other workers
-            write their copy to ``<run_dir>.<task>-<i>`` and return ``metrics`` None.
+            write their copy to ``<run_dir>.<task>-<i>`` and return ``metrics`` None (and
+            their ``role``).
         split: use this patient split instead of making one: a
             :class:`~breastzoo.data.splits.PatientSplit` or a split file (the JSON of
             ``breastzoo data split --json``, or an official ``dsfoldN.txt``). Checked against
@@ -573,9 +595,8 @@ def fit(
             warning); one split, so only with ``trials=1``.
 
     Returns:
-        ``{"run_dir", "metrics"}`` (plus ``"published"`` with ``publish``); with
-        ``trials > 1`` metrics hold ``mean``/``std`` over trials and each trial lives in
-        ``run_dir/trial-<i>``.
+        ``{"run_dir", "metrics"}``; with ``trials > 1`` metrics hold ``mean``/``std`` over
+        trials and each trial lives in ``run_dir/trial-<i>``.
 
     Example:
         >>> fit("breakhis", data="demo", mag="100", config=preset("tiny"))  # doctest: +SKIP
@@ -596,23 +617,14 @@ def fit(
                          f"Received: strategy={strategy!r}, bagging={config.bagging}")
     is_chief, role = worker_role(dist)
     dist_kwargs = {"strategy": dist} if dist is not None else {}
-    if publish:
-        from breastzoo.zoo.registry import check_name
-
-        if trials != 1:
-            raise ValueError(f"--publish publishes one model; use --trials 1 or publish a "
-                             f"trial folder with `breastzoo zoo publish`. Received: "
-                             f"trials={trials}")
-        if publish_name is not None:
-            check_name(publish_name)  # before training, not after hours of it
-    base = Path(out) if out else default_run_dir(dataset, mag, config, preset)
+    base = runs.RunFolder(out if out else runs.default_run_dir(dataset, mag, config, preset))
     if not is_chief:
         # Workers train the same weights; writing them into the chief's folder would race.
-        base = base.with_name(f"{base.name}.{role}")
+        base = runs.RunFolder(base.path.with_name(f"{base.path.name}.{role}"))
     results = []
     for trial in range(trials):
         trial_config = config.replace(seed=config.seed + trial)
-        run_dir = base / f"trial-{trial}" if trials > 1 else base
+        run_dir = base.trial(trial).path if trials > 1 else base.path
         prepared = prepare_data(dataset, data, mag, config.task, trial_config.seed, progress,
                                 split=split)
         images = {k: len(v) for k, v in prepared.parts().items()}
@@ -624,19 +636,14 @@ def fit(
             log(f"  split warning: {note}")
         train = train_bagging if trial_config.bagging > 1 else train_run
         train(run_dir, prepared, trial_config, weights=weights, verbose=verbose, log=log,
-              **dist_kwargs)
+              preset=preset, **dist_kwargs)
         if not is_chief:
             continue  # the chief evaluates
         results.append(evaluate_run(run_dir, prepared=prepared, log=log))
     if not is_chief:
-        return {"run_dir": str(base), "metrics": None, "role": role}
+        return {"run_dir": str(base.path), "metrics": None, "role": role}
     if trials == 1:
-        result = {"run_dir": str(base), "metrics": results[0]}
-        if publish:
-            from breastzoo.zoo.publish import publish_run
-
-            result["published"] = publish_run(base, publish_name, zoo_root, log=log)
-        return result
+        return {"run_dir": str(base.path), "metrics": results[0]}
     summary = aggregate_trials(results)
-    atomic_write_json(base / "metrics.json", {"trials": trials, **summary})
-    return {"run_dir": str(base), "metrics": summary}
+    atomic_write_json(base.metrics_path, {"trials": trials, **summary})
+    return {"run_dir": str(base.path), "metrics": summary}

@@ -26,19 +26,38 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-__all__ = ["plot_confusion_matrix", "plot_history", "plot_roc", "plot_roi_overlay"]
+__all__ = [
+    "attention_canvas",
+    "new_figure",
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_roc",
+    "plot_roi_overlay",
+    "save_figure",
+]
 
 _DPI = 110
 
 
-def _new_figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A Figure on its own Agg canvas (no pyplot state), at the module's resolution.
+
+    Example:
+        >>> new_figure((4.0, 3.0)).get_size_inches().tolist()
+        [4.0, 3.0]
+    """
     fig = Figure(figsize=figsize, dpi=_DPI)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically."""
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically; return the path.
+
+    Example:
+        >>> save_figure(new_figure((2.0, 2.0)), "out/empty.png")  # doctest: +SKIP
+        PosixPath('out/empty.png')
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -91,7 +110,7 @@ def plot_confusion_matrix(
         shown = m
     n = len(class_names)
     size = max(3.5, 0.6 * n + 2.0)
-    fig = _new_figure((size + 1.0, size))
+    fig = new_figure((size + 1.0, size))
     ax = fig.add_subplot()
     image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=100.0 if normalize else None)
     fig.colorbar(
@@ -108,7 +127,7 @@ def plot_confusion_matrix(
             color = "white" if shown[i, j] > threshold else "black"
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
     ax.set_title(title or ("confusion matrix (%)" if normalize else "confusion matrix"))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roc(metrics_dict: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -140,7 +159,7 @@ def plot_roc(metrics_dict: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     auc = metrics_dict.get("auc") or {}
     per_class_auc = auc.get("per_class", {}) if isinstance(auc, Mapping) else {}
     names = list(metrics_dict.get("class_names") or roc.keys())
-    fig = _new_figure((5.5, 5.0))
+    fig = new_figure((5.5, 5.0))
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
     for name in names:
@@ -158,7 +177,7 @@ def plot_roc(metrics_dict: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.02)
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roi_overlay(
@@ -221,7 +240,7 @@ def plot_roi_overlay(
 
     h, w = image.shape[:2]
     panel = 4.5 * w / max(h, 1)
-    fig = _new_figure((panel * (2 if mask is not None else 1) + 0.8, 4.8))
+    fig = new_figure((panel * (2 if mask is not None else 1) + 0.8, 4.8))
     axes = fig.subplots(1, 2 if mask is not None else 1, squeeze=False)[0]
     ax = axes[0]
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
@@ -250,7 +269,7 @@ def plot_roi_overlay(
         fig.colorbar(heat, ax=axes[1], fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_history(history_dict: Mapping[str, Sequence[float]], path: str | os.PathLike[str]) -> Path:
@@ -284,7 +303,7 @@ def plot_history(history_dict: Mapping[str, Sequence[float]], path: str | os.Pat
             bases.append(base)
     cols = min(3, len(bases))
     rows = -(-len(bases) // cols)
-    fig = _new_figure((4.2 * cols, 3.2 * rows))
+    fig = new_figure((4.2 * cols, 3.2 * rows))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, base in zip(axes, bases, strict=False):
         for key, style in ((base, "-"), (f"val_{base}", "--")):
@@ -303,4 +322,41 @@ def plot_history(history_dict: Mapping[str, Sequence[float]], path: str | os.Pat
     for ax in axes[len(bases) :]:
         ax.set_axis_off()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def attention_canvas(model: Any, image: np.ndarray, boxes: np.ndarray) -> np.ndarray | None:
+    """SaNet's attention mask of every ROI pasted into an image-sized canvas (0 elsewhere).
+
+    Args:
+        model: a Keras model whose ``classifier`` has ``attention_mask`` (DeNet+SaNet);
+            others give None.
+        image: uint8 ``[H, W, 3]``, the model's input size.
+        boxes: int ``[k, 4]`` ROI boxes ``(y0, x0, y1, x1)`` in image pixels.
+
+    Returns:
+        float32 ``[H, W]`` (the largest mask value where ROIs overlap), or None for models
+        without soft attention, no boxes, or an image that is not the model's size.
+
+    Example:
+        >>> attention_canvas(object(), np.zeros((4, 4, 3), "uint8"), np.zeros((0, 4))) is None
+        True
+    """
+    classifier = getattr(model, "classifier", None)
+    if classifier is None or not hasattr(classifier, "attention_mask") or len(boxes) == 0:
+        return None
+    h, w = image.shape[:2]
+    canvas = np.zeros((h, w), "float32")
+    patches = []
+    for y0, x0, y1, x1 in boxes:
+        patch = image[max(y0, 0):y1, max(x0, 0):x1]
+        if patch.shape[:2] != (y1 - y0, x1 - x0):
+            return None  # image differs in size from the model's contract
+        patches.append(patch)
+    from breastzoo.models.preprocessing import to_unit_range
+
+    x = to_unit_range(np.stack(patches), getattr(model, "preprocess", None))
+    masks = np.asarray(classifier.attention_mask(x, upsample=True))
+    for (y0, x0, y1, x1), m in zip(boxes, masks, strict=True):
+        canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], m)
+    return canvas

@@ -45,18 +45,19 @@ def hybrid_run(tiny_testbed, tmp_path):
     """A run folder of a tiny (untrained) hybrid, as `fit` would leave it."""
     from breastzoo.configs import preset
     from breastzoo.models.factory import build_model
-    from breastzoo.training import _manifest, _save_model, prepare_data
+    from breastzoo.runs import RunFolder, make_manifest, save_model
+    from breastzoo.training import prepare_data
 
     config = preset("tiny", "hybrid").replace(task="binary", grid=(2, 1))
     prepared = prepare_data("breakhis", str(tiny_testbed), "100", "binary", config.seed)
     keras.utils.set_random_seed(0)
     model = build_model(config, prepared.class_names, prepared.magnification)
-    run = tmp_path / "hybrid-run"
-    run.mkdir()
-    atomic_write_json(run / "config.json", _manifest(prepared, config))
-    atomic_write_json(run / "metrics.json", {"irr": 0.5})  # as evaluate_run would
-    _save_model(model, run / "model.keras")
-    return run
+    run = RunFolder(tmp_path / "hybrid-run")
+    run.path.mkdir()
+    atomic_write_json(run.manifest_path, make_manifest(prepared, config, "tiny"))
+    atomic_write_json(run.metrics_path, {"irr": 0.5})  # as evaluate_run would
+    save_model(model, run.model_path)
+    return run.path
 
 
 @pytest.mark.slow  # about 3 minutes on 2 busy cores: two model loads, eager retraining

@@ -184,12 +184,13 @@ def test_bagging_run_is_one_ensemble_and_resumes_inside_a_member(tiny_testbed, t
 
 def test_run_folders_from_before_the_hybrid_fields_still_resume(tmp_path):
     from breastzoo.io import atomic_write_json
+    from breastzoo.runs import check_resumable
 
     config = preset("tiny").to_dict()
     old = {k: v for k, v in config.items() if k not in ("bagging", "vote", "lambda_", "grid")}
     manifest = {"config": config, "data": {}, "magnification": "100X", "split": {}}
     atomic_write_json(tmp_path / "config.json", {**manifest, "config": old})
-    training._check_resumable(tmp_path, manifest)  # missing fields = their defaults
+    check_resumable(tmp_path, manifest)  # missing fields = their defaults
     changed = {**manifest, "config": {**config, "bagging": 3}}
     with pytest.raises(ValueError, match="bagging: 1 -> 3"):
-        training._check_resumable(tmp_path, changed)
+        check_resumable(tmp_path, changed)

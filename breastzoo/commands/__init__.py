@@ -1,7 +1,14 @@
-"""Command modules of the ``breastzoo`` CLI beyond ``data``/``fit``/``evaluate``/``compare``.
+"""The ``breastzoo`` commands, one module each (laid out like spaCy's CLI).
 
-Each module defines ``register(app)`` adding its commands or sub-apps to the root Typer app,
-and imports heavy libraries (TensorFlow) only inside commands so ``--help`` stays instant.
+Each module holds a thin Typer function (``fit_cli``, ``evaluate_cli``, ...) over an
+importable, typed function (the library call: ``breastzoo.training.fit``, ``evaluate``,
+``make_split``, ...), and a ``register(app)`` that adds its command or sub-app to the root app
+of ``breastzoo.cli``. Heavy libraries (TensorFlow) are imported only inside commands, so
+``--help`` stays instant.
+
+Shared pieces live in :mod:`breastzoo.commands.common` (consoles, one-line errors, JSON
+output, choices, Keras verbosity) and :mod:`breastzoo.commands.quiet` (TensorFlow start-up
+logs).
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ import importlib
 
 import typer
 
-#: Modules registered in this order (their commands appear in ``--help`` in this order).
-COMMAND_MODULES = ("models", "prune", "predict", "export", "zoo", "tune")
+#: Modules registered in this order. ``--help`` lists plain commands in this order, then the
+#: sub-apps (``data``, ``models``, ``zoo``) in this order.
+COMMAND_MODULES = ("version", "data", "fit", "evaluate", "compare", "models", "prune", "predict",
+                   "export", "zoo", "tune")
 
 
 def register_all(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""Pieces every ``breastzoo`` command module shares: consoles, one-line errors, JSON output."""
+"""Pieces every ``breastzoo`` command module shares: consoles, one-line errors, JSON output,
+the choices several commands take, and how much progress Keras prints."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import typer
@@ -14,6 +16,21 @@ from rich.console import Console
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DatasetKind(StrEnum):
+    """Dataset layouts the CLI indexes (``fit DATASET``, ``data ... --dataset``)."""
+
+    breakhis = "breakhis"
+    bach = "bach"
+    folder = "folder"
+
+
+class Task(StrEnum):
+    """What a model predicts: the 8 BreaKHis subtypes (or BACH classes), or benign/malignant."""
+
+    subtype = "subtype"
+    binary = "binary"
 
 
 def friendly(func: F) -> F:
@@ -48,3 +65,66 @@ def print_json(obj: Any) -> None:
         >>> print_json({"a": 1})  # doctest: +SKIP
     """
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def console_log(as_json: bool) -> Callable[[str], None]:
+    """Where a command's progress lines go: stdout, or stderr when stdout carries ``--json``.
+
+    Args:
+        as_json: the command prints JSON on stdout, so messages must not mix into it.
+
+    Returns:
+        A function printing one message (Rich markup, no highlighting).
+
+    Example:
+        >>> log = console_log(as_json=True)
+        >>> log("indexing ...")  # doctest: +SKIP
+    """
+    target = err_console if as_json else console
+    return lambda message: target.print(message, highlight=False)
+
+
+def keras_verbosity(quiet: bool = False) -> int | str:
+    """Keras ``verbose=`` for ``fit``, ``prune`` and the like, chosen by where stdout goes.
+
+    Keras' progress bar rewrites one line with backspaces and colour codes; in a log file or a
+    pipe that is a mess, so there we ask for one line per epoch (``2``) instead.
+
+    Args:
+        quiet: print nothing from Keras (for example ``--json``).
+
+    Returns:
+        ``0`` when ``quiet``; ``"auto"`` (the progress bar) when stdout is a terminal; else ``2``.
+
+    Example:
+        >>> keras_verbosity(quiet=True)
+        0
+    """
+    if quiet:
+        return 0
+    isatty = getattr(sys.stdout, "isatty", None)
+    try:
+        return "auto" if isatty is not None and isatty() else 2
+    except (ValueError, OSError):  # a closed or detached stream is not a terminal
+        return 2
+
+
+def parse_mag(mag: str | None) -> str | None:
+    """The ``--mag`` option in its canonical spelling (``"100"`` -> ``"100X"``).
+
+    Args:
+        mag: the option as typed, or ``None`` when not given.
+
+    Returns:
+        ``"40X"`` .. ``"400X"``, or ``None``.
+
+    Raises:
+        ValueError: one line naming the bad value (see ``Magnification.parse``).
+
+    Example:
+        >>> parse_mag("200x"), parse_mag(None)
+        ('200X', None)
+    """
+    from breastzoo.data.records import Magnification
+
+    return None if mag is None else Magnification.parse(mag).value

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from breastzoo.commands.common import console, friendly, print_json
+from breastzoo.commands.common import console, friendly, keras_verbosity, print_json
 
 #: Keys ``--json`` prints (the issue's contract), then the rest of the result.
 JSON_KEYS = ("params_before", "params_after", "macs_before", "macs_after", "irr_before",
@@ -45,7 +45,7 @@ def prune(
     log = (lambda _msg: None) if as_json else console.print
     result = prune_run(source, ratio, loops=loops, magnitude=magnitude, epochs=epochs,
                        steps_per_epoch=steps_per_epoch, out=out, data=data, zoo_root=zoo_root,
-                       eager=eager, verbose=0 if as_json else "auto", log=log)
+                       eager=eager, verbose=keras_verbosity(quiet=as_json), log=log)
     result.pop("metrics")
     if as_json:
         print_json({**{k: result[k] for k in JSON_KEYS}, **result})

@@ -8,7 +8,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from breastzoo.commands.common import console, err_console, friendly, print_json
+from breastzoo.commands.common import (
+    console,
+    console_log,
+    err_console,
+    friendly,
+    print_json,
+)
 
 
 def _results_table(result: dict[str, Any], names: list[str]) -> Table:
@@ -68,8 +74,7 @@ def tune(
     parsed = load_study(study, preset=config)
     overrides = {k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch))
                  if v is not None}
-    log = (lambda m: err_console.print(m, highlight=False)) if as_json else (
-        lambda m: console.print(m, highlight=False))
+    log = console_log(as_json)
     planned = parsed.planned_trials() if max_trials is None else (
         min(max_trials, parsed.planned_trials() or max_trials))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -119,5 +124,9 @@ def tune(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``breastzoo tune`` to the root app."""
+    """Add ``breastzoo tune`` to the root app.
+
+    Example:
+        >>> register(typer.Typer())
+    """
     app.command("tune")(friendly(tune))

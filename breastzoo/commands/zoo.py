@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from breastzoo.commands.common import console, err_console, friendly, print_json
+from breastzoo.commands.common import (
+    console,
+    console_log,
+    err_console,
+    friendly,
+    print_json,
+)
 
 zoo_app = typer.Typer(help="Publish, list, show and verify zoo models.", no_args_is_help=True)
 
@@ -32,8 +38,7 @@ def zoo_publish(
     """Publish RUN_DIR as the next immutable version of NAME (SavedModel, card, SHA256SUMS)."""
     from breastzoo.zoo.publish import publish_run
 
-    log = (lambda m: err_console.print(m, highlight=False)) if as_json else (
-        lambda m: console.print(m, highlight=False))
+    log = console_log(as_json)
     result = publish_run(run_dir, name, root, log=log)
     if as_json:
         print_json(result)
@@ -130,5 +135,9 @@ def zoo_verify(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``zoo`` sub-app to the root app."""
+    """Add the ``zoo`` sub-app to the root app.
+
+    Example:
+        >>> register(typer.Typer())
+    """
     app.add_typer(zoo_app, name="zoo")

@@ -16,7 +16,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from breastzoo.data.constants import MAGNIFICATIONS, SUBTYPE_CLASS, SUBTYPE_NAMES
+from breastzoo.data.constants import (
+    CLASS_LETTER,
+    MAGNIFICATIONS,
+    SUBTYPE_CLASS,
+    SUBTYPE_NAMES,
+    SUBTYPES,
+)
 from breastzoo.data.files import (
     DEFAULT_MIN_SIZE,
     iter_image_files,
@@ -25,6 +31,7 @@ from breastzoo.data.files import (
 )
 from breastzoo.data.records import DatasetIndex, ImageRecord, Skipped
 
+ARCHIVE_NAME = "BreaKHis_v1"
 FILENAME_RE = re.compile(
     r"^SOB_(?P<cls>[BM])_(?P<sub>A|F|PT|TA|DC|LC|MC|PC)-(?P<patient>\d+-\d+[A-Z]*)"
     r"-(?P<mag>40|100|200|400)-(?P<seq>\d+)\.(?:png|jpe?g|tiff?)$",
@@ -68,6 +75,79 @@ def parse_filename(name: str) -> dict[str, str] | None:
     }
 
 
+def format_filename(
+    subtype: str, patient: str, magnification: str, seq: int, ext: str = "png"
+) -> str:
+    """Build a BreaKHis file name: the inverse of :func:`parse_filename`.
+
+    Args:
+        subtype: subtype code (``"A"`` .. ``"PC"``); it also gives the class letter.
+        patient: patient id (``"14-22549AB"``).
+        magnification: ``"40X"``, ``"100X"``, ``"200X"`` or ``"400X"``.
+        seq: 1-based sequence number (written with at least 3 digits).
+        ext: file extension without the dot.
+
+    Raises:
+        ValueError: unknown subtype or magnification.
+
+    Example:
+        >>> format_filename("A", "14-22549AB", "40X", 1)
+        'SOB_B_A-14-22549AB-40-001.png'
+    """
+    check_codes(subtype, magnification)
+    letter = CLASS_LETTER[SUBTYPE_CLASS[subtype]]
+    return f"SOB_{letter}_{subtype}-{patient}-{magnification[:-1]}-{seq:03d}.{ext}"
+
+
+def archive_relpath(subtype: str, patient: str, magnification: str, seq: int) -> str:
+    """Path of one image inside the official archive, starting with ``BreaKHis_v1/``.
+
+    Args:
+        subtype: subtype code (``"A"`` .. ``"PC"``).
+        patient: patient id (``"14-22549AB"``).
+        magnification: ``"40X"`` .. ``"400X"``.
+        seq: 1-based sequence number.
+
+    Raises:
+        ValueError: unknown subtype or magnification.
+
+    Example:
+        >>> archive_relpath("A", "14-22549AB", "40X", 1).split("/")[5:]
+        ['adenosis', 'SOB_B_A_14-22549AB', '40X', 'SOB_B_A-14-22549AB-40-001.png']
+    """
+    name = format_filename(subtype, patient, magnification, seq)  # checks the codes
+    cls = SUBTYPE_CLASS[subtype]
+    folder = f"SOB_{CLASS_LETTER[cls]}_{subtype}_{patient}"
+    return "/".join(
+        (ARCHIVE_NAME, "histology_slides", "breast", cls, "SOB", SUBTYPE_NAMES[subtype], folder,
+         magnification, name)
+    )
+
+
+def check_codes(subtype: str, magnification: str) -> None:
+    """Raise unless ``subtype`` and ``magnification`` are BreaKHis codes (canonical case).
+
+    Args:
+        subtype: subtype code (``"A"`` .. ``"PC"``).
+        magnification: ``"40X"`` .. ``"400X"``.
+
+    Raises:
+        ValueError: naming the unknown value (the subtype is checked first).
+
+    Example:
+        >>> check_codes("DC", "100X")  # returns None
+    """
+    if subtype not in SUBTYPES:
+        raise ValueError(
+            f"Unknown subtype. Received: subtype={subtype!r}; expected one of {', '.join(SUBTYPES)}"
+        )
+    if magnification not in MAGNIFICATIONS:
+        raise ValueError(
+            f"Unknown magnification. Received: magnification={magnification!r}; expected one "
+            f"of {', '.join(MAGNIFICATIONS)}"
+        )
+
+
 def folder_conflict(parts: tuple[str, ...], parsed: dict[str, str]) -> str | None:
     """The first disagreement between folder names and the parsed file name, if any.
 
@@ -103,7 +183,7 @@ def locate_archive(root: Path) -> Path:
     """
     if root.is_dir():
         for child in sorted(root.iterdir()):
-            if child.is_dir() and child.name.lower() == "breakhis_v1":
+            if child.is_dir() and child.name.lower() == ARCHIVE_NAME.lower():
                 return child
     return root
 

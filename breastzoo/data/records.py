@@ -8,8 +8,10 @@ never need to know which dataset they came from.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -107,14 +109,76 @@ class DatasetIndex:
         return summarize(self.dataset, self.root, self.records, self.skipped)
 
 
+class Magnification(StrEnum):
+    """A BreaKHis magnification, the one parse of every ``--mag`` spelling.
+
+    The value is the canonical spelling used in records, manifests and split files
+    (``"100X"``); :meth:`parse` accepts ``100``, ``"100"``, ``"100x"`` and ``"100X"``.
+
+    Example:
+        >>> Magnification.parse("100x")
+        <Magnification.M100: '100X'>
+        >>> Magnification.parse(40).slug, Magnification.parse("200").power
+        ('40x', 200)
+    """
+
+    M40 = "40X"
+    M100 = "100X"
+    M200 = "200X"
+    M400 = "400X"
+
+    @classmethod
+    def parse(cls, text: str | int) -> Magnification:
+        """The magnification ``text`` names, in any of its spellings.
+
+        Args:
+            text: ``100``, ``"100"``, ``"100x"``, ``"100X"`` (surrounding spaces ignored), or a
+                :class:`Magnification`.
+
+        Returns:
+            The member, e.g. ``Magnification.M100`` (``== "100X"``).
+
+        Raises:
+            ValueError: one line naming the bad value and the accepted ones, for anything but
+                40, 100, 200 or 400 with an optional ``x``/``X``.
+
+        Example:
+            >>> Magnification.parse(" 400X ") == "400X"
+            True
+        """
+        match = _MAG_TEXT.fullmatch(str(text).strip())
+        if match is not None:
+            try:
+                return cls(f"{int(match[1])}X")
+            except ValueError:
+                pass
+        raise ValueError(
+            f"Unknown magnification. Received: mag={text!r}; expected one of "
+            f"{', '.join(str(m.power) for m in cls)}."
+        )
+
+    @property
+    def power(self) -> int:
+        """The objective's power as a number: ``40`` for ``"40X"``."""
+        return int(self.value[:-1])
+
+    @property
+    def slug(self) -> str:
+        """Lower-case spelling for folder and zoo names: ``"100x"``."""
+        return self.value.lower()
+
+
+_MAG_TEXT = re.compile(r"(\d+)[xX]?")
+
+
 def normalize_magnification(mag: str | int) -> str:
-    """Canonical magnification string.
+    """Canonical magnification string (kept for callers; see :meth:`Magnification.parse`).
 
     Args:
         mag: ``100``, ``"100"``, ``"100x"`` or ``"100X"``.
 
     Returns:
-        ``"100X"``.
+        ``"100X"`` (a plain ``str``).
 
     Raises:
         ValueError: for anything that is not one of 40, 100, 200, 400.
@@ -123,16 +187,7 @@ def normalize_magnification(mag: str | int) -> str:
         >>> normalize_magnification("200x")
         '200X'
     """
-    from breastzoo.data.constants import MAGNIFICATIONS
-
-    text = str(mag).strip().upper().rstrip("X")
-    canon = f"{text}X"
-    if canon not in MAGNIFICATIONS:
-        raise ValueError(
-            f"Unknown magnification. Received: mag={mag!r}; expected one of "
-            f"{', '.join(m[:-1] for m in MAGNIFICATIONS)}."
-        )
-    return canon
+    return Magnification.parse(mag).value
 
 
 def summarize(

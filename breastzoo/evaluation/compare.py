@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from breastzoo.io import read_json
+from breastzoo.runs import RunFolder
 
 SUMMARY_KEYS = ("irr", "prr", "kappa", "f1", "ppv", "auc", "roi_hit_rate")
 
@@ -19,7 +20,7 @@ def _scalar(metrics: dict, key: str) -> float | None:
 
 def per_unit_scores(run_dir: Path, level: str) -> dict[str, float]:
     """Accuracy per image (path -> 0/1) or per patient (id -> fraction correct)."""
-    images = read_json(run_dir / "predictions.json")["images"]
+    images = read_json(RunFolder(run_dir).predictions_path)["images"]
     if level == "image":
         return {im["path"]: float(im["pred"] == im["label"]) for im in images}
     per: dict[str, list[float]] = defaultdict(list)
@@ -53,11 +54,13 @@ def compare_runs(run_dirs: list[str | Path], level: str = "patient") -> dict:
     if len(run_dirs) < 2:
         raise ValueError(f"Need at least two runs to compare. Received: {len(run_dirs)}")
     runs, scores = {}, {}
-    for d in map(Path, run_dirs):
-        if not (d / "metrics.json").exists():
-            raise ValueError(f"Not an evaluated run folder (no metrics.json). Received: {d}")
+    for run in map(RunFolder, run_dirs):
+        d = run.path
+        metrics = run.read_metrics()
+        if metrics is None:
+            raise ValueError(f"Not an evaluated run folder (no {run.metrics_path.name}). "
+                             f"Received: {d}")
         name = d.name if d.name not in runs else str(d)
-        metrics = read_json(d / "metrics.json")
         runs[name] = {k: _scalar(metrics, k) for k in SUMMARY_KEYS}
         scores[name] = per_unit_scores(d, level)
     shared = sorted(set.intersection(*(set(s) for s in scores.values())))

@@ -20,7 +20,7 @@ def load_mask(image_path: str, data_root: str | Path) -> np.ndarray | None:
     """Boolean ``[H, W]`` lesion mask of a testbed image, or ``None`` if there is none."""
     from PIL import Image
 
-    from breastzoo.data.synth import mask_path
+    from breastzoo.data.testbed import mask_path
 
     path = mask_path(image_path, data_root)
     if not Path(path).exists():

@@ -20,30 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from breastzoo import runs
 from breastzoo.io import atomic_write_json, read_json
+from breastzoo.models.specs import model_spec
 
 N_OVERLAYS = 4
-
-
-def _load_prepared(run_dir: Path, manifest: dict, data: str | None) -> Any:
-    from breastzoo.data.index import index_dataset
-    from breastzoo.data.splits import PatientSplit
-    from breastzoo.datasource import DataSource
-    from breastzoo.training import PreparedData
-
-    d = manifest["data"]
-    root = Path(data) if data else Path(d["root"])
-    if not root.is_dir():
-        raise ValueError(
-            f"Data of run {run_dir} not found at {root}; pass --data PATH to point at it."
-        )
-    source = DataSource(root, d["dataset"], d["synthetic"])
-    index = index_dataset(root, d["dataset"]).filter(manifest["magnification"])
-    s = manifest["split"]
-    split = PatientSplit(s["train"], s["val"], s["test"], seed=s.get("seed"),
-                         source=s.get("source", "stratified"))
-    return PreparedData(source, manifest["magnification"], manifest["class_names"],
-                        index.records, split)
 
 
 def predict_records(
@@ -58,7 +39,7 @@ def predict_records(
 
     ds = make_dataset(records, class_names, task=config.task, batch_size=config.batch_size,
                       image_size=config.image_size, with_path=True)
-    oracle = config.model == "oracle_roi"
+    oracle = model_spec(config.model).needs_lesion_centres
     out: dict[str, list] = {"probs": [], "boxes": [], "labels": [], "paths": [], "patients": []}
     for images, labels, meta in ds:
         inputs = images
@@ -81,26 +62,13 @@ def predict_records(
     return out
 
 
-def _load_run(run_dir: str | Path) -> tuple[Path, dict, Any]:
-    """``(run_dir, manifest, config)`` of a finished run folder."""
+def _load_run(run_dir: str | Path) -> tuple[runs.RunFolder, dict, Any]:
+    """``(run folder, manifest, config)`` of a finished run folder."""
     from breastzoo.configs import TrainConfig
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "model.keras").exists():
-        raise ValueError(f"Not a finished run folder (no model.keras). Received: {run_dir}")
-    manifest = read_json(run_dir / "config.json")
-    return run_dir, manifest, TrainConfig.from_dict(manifest["config"])
-
-
-def _load_model(run_dir: Path) -> Any:
-    import keras
-
-    import breastzoo.models.baselines  # noqa: F401 - registers classes for load_model
-    import breastzoo.models.ensemble  # noqa: F401
-    import breastzoo.models.hybrid  # noqa: F401
-    import breastzoo.models.selective  # noqa: F401
-
-    return keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    run = runs.RunFolder(run_dir).require_finished()
+    manifest = run.read_manifest()
+    return run, manifest, TrainConfig.from_dict(manifest["config"])
 
 
 def _score(
@@ -111,15 +79,16 @@ def _score(
     config: Any,
     data_root: Path,
     dataset: str,
-    out_dir: Path,
+    out_dir: runs.RunFolder,
     part: str,
     title: str,
     extra: dict,
     notes: list[str] | None = None,
 ) -> tuple[dict, dict]:
     """Predict ``records``, compute the metrics and write metrics.json, predictions.json,
-    confusion_matrix.png and roc.png into ``out_dir``; shared by the run's own test part and
-    external data. Returns ``(metrics, predictions)``."""
+    confusion_matrix.png and roc.png into ``out_dir`` (the run folder, or an external report
+    folder); shared by the run's own test part and external data.
+    Returns ``(metrics, predictions)``."""
     from breastzoo import viz
     from breastzoo.evaluation.lesions import load_mask, roi_hit_rate
     from breastzoo.evaluation.metrics import evaluate_predictions, to_binary
@@ -136,17 +105,17 @@ def _score(
     masks = [load_mask(p, data_root) for p in pred["paths"]]
     # Whole-image models have no ROIs: the image centre hitting the lesion means nothing (the
     # hybrid's "ROIs" are its patch grid, which tiles the whole image).
-    whole_image = config.model in ("sanet_resize", "resnet50_full", "hybrid")
+    whole_image = not model_spec(config.model).selects_rois
     metrics["roi_hit_rate"] = None if whole_image else roi_hit_rate(pred["boxes"], masks)
     metrics["mean_rois"] = (float(np.mean([len(b) for b in pred["boxes"]]))
                             if pred["boxes"] else None)
     metrics["model"] = config.model
     metrics.update(extra)
     metrics["warnings"] = list(notes or []) + metrics["warnings"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "metrics.json", metrics)
+    out_dir.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir.metrics_path, metrics)
     atomic_write_json(
-        out_dir / "predictions.json",
+        out_dir.predictions_path,
         {
             "class_names": class_names,
             "images": [
@@ -158,8 +127,8 @@ def _score(
         },
     )
     viz.plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), class_names,
-                              out_dir / "confusion_matrix.png", title=title)
-    viz.plot_roc(metrics, out_dir / "roc.png")
+                              out_dir.confusion_matrix_plot, title=title)
+    viz.plot_roc(metrics, out_dir.roc_plot)
     return metrics, pred
 
 
@@ -217,28 +186,27 @@ def evaluate_run(
     Example:
         >>> evaluate_run("runs/breakhis-100x-denet_sanet-subtype-demo-seed0")  # doctest: +SKIP
     """
-    run_dir, manifest, config = _load_run(run_dir)
+    run, manifest, config = _load_run(run_dir)
     if prepared is None:
-        prepared = _load_prepared(run_dir, manifest, data)
+        prepared = runs.load_prepared(run.path, manifest=manifest, data=data)
     test = prepared.parts()["test"]
-    model = _load_model(run_dir)
+    model = runs.load_model(run.model_path)
     metrics, pred = _score(
         model, test, class_names=prepared.class_names, config=config,
-        data_root=prepared.source.root, dataset=prepared.source.dataset, out_dir=run_dir,
+        data_root=prepared.source.root, dataset=prepared.source.dataset, out_dir=run,
         part="test", title=f"{config.model} ({prepared.source.label})",
         extra={"data": manifest["data"]["description"],
                "magnification": prepared.magnification},
     )
-    history_path = run_dir / "history.json"
-    if history_path.exists():
+    if run.history_path.exists():
         from breastzoo import viz
 
-        epochs = read_json(history_path)["epochs"]
+        epochs = read_json(run.history_path)["epochs"]
         keys = sorted({k for e in epochs for k in e} - {"epoch"})
         viz.plot_history({k: [e.get(k, float("nan")) for e in epochs] for k in keys},
-                         run_dir / "history.png")
-    _overlays(run_dir / "overlays", model, pred, prepared, config)
-    _log_result(log, summary_line(run_dir, metrics, "test", manifest["data"]["description"]),
+                         run.history_plot)
+    _overlays(run.overlays, model, pred, prepared, config)
+    _log_result(log, summary_line(run.path, metrics, "test", manifest["data"]["description"]),
                 metrics)
     return metrics
 
@@ -344,10 +312,10 @@ def evaluate_external(
     from breastzoo.data.index import index_dataset
     from breastzoo.data.records import normalize_magnification
     from breastzoo.data.splits import class_of, patient_group
-    from breastzoo.data.synth import read_manifest
+    from breastzoo.data.testbed import read_manifest
     from breastzoo.datasource import DataSource
 
-    run_dir, manifest, config = _load_run(run_dir)
+    run, manifest, config = _load_run(run_dir)
     root = Path(data).expanduser()
     if not root.is_dir():
         raise ValueError(f"External data folder does not exist. Received: data={str(data)!r}")
@@ -371,10 +339,10 @@ def evaluate_external(
     if unknown:
         raise ValueError(
             f"{root} has class(es) the run does not know: {', '.join(map(repr, unknown))}; "
-            f"run {run_dir.name} ({config.task}) knows {', '.join(class_names)}"
+            f"run {run.path.name} ({config.task}) knows {', '.join(class_names)}"
         )
     source = DataSource(root, index.dataset, read_manifest(root) is not None)
-    if config.model == "oracle_roi" and not source.synthetic:
+    if model_spec(config.model).needs_lesion_centres and not source.synthetic:
         raise ValueError(f"oracle_roi reads lesion masks, which only the synthetic testbed has. "
                          f"Received: data={str(data)!r}")
     split = manifest.get("split", {})
@@ -390,8 +358,8 @@ def evaluate_external(
     name = _tree_name(root)
     if magnification and magnification != run_mag:
         name = f"{name}-{magnification.lower()}"
-    out_dir = Path(out) if out else run_dir / "external" / name
-    model = _load_model(run_dir)
+    out_dir = runs.RunFolder(out) if out else run.external(name)
+    model = runs.load_model(run.model_path)
     description = f"external: {source.label}"
     metrics, _ = _score(
         model, records, class_names=class_names, config=config, data_root=root,
@@ -399,12 +367,12 @@ def evaluate_external(
         title=f"{config.model} on {name} (external)",
         extra={"data": description, "magnification": magnification,
                "external": {"root": str(root.resolve()), "dataset": index.dataset,
-                            "run": str(run_dir), "run_magnification": run_mag,
+                            "run": str(run.path), "run_magnification": run_mag,
                             "synthetic": source.synthetic}},
         notes=notes,
     )
-    write_patient_table(out_dir / "patients.csv", metrics)
-    _log_result(log, summary_line(out_dir, metrics, "external", description), metrics)
+    write_patient_table(out_dir.patient_table, metrics)
+    _log_result(log, summary_line(out_dir.path, metrics, "external", description), metrics)
     return metrics
 
 
@@ -425,31 +393,9 @@ def _overlays(folder: Path, model: Any, pred: dict, prepared: Any, config: Any) 
         with Image.open(pred["paths"][i]) as im:
             image = np.asarray(im.convert("RGB"))
         boxes = np.asarray(pred["boxes"][i]).astype(int)
-        attention = _attention_canvas(model, image, boxes)
+        attention = viz.attention_canvas(model, image, boxes)
         true, guess = names[pred["labels"][i]], names[int(np.argmax(pred["probs"][i]))]
         viz.plot_roi_overlay(
             image, boxes, folder / f"{Path(pred['paths'][i]).stem}.png", attention=attention,
             title=f"true {true} / predicted {guess}",
         )
-
-
-def _attention_canvas(model: Any, image: np.ndarray, boxes: np.ndarray) -> np.ndarray | None:
-    """SaNet's attention mask of every ROI pasted into an image-sized canvas (0 elsewhere)."""
-    classifier = getattr(model, "classifier", None)
-    if classifier is None or not hasattr(classifier, "attention_mask") or len(boxes) == 0:
-        return None
-    h, w = image.shape[:2]
-    canvas = np.zeros((h, w), "float32")
-    patches = []
-    for y0, x0, y1, x1 in boxes:
-        patch = image[max(y0, 0):y1, max(x0, 0):x1]
-        if patch.shape[:2] != (y1 - y0, x1 - x0):
-            return None  # image differs in size from the model's contract
-        patches.append(patch)
-    from breastzoo.models.preprocessing import to_unit_range
-
-    x = to_unit_range(np.stack(patches), getattr(model, "preprocess", None))
-    masks = np.asarray(classifier.attention_mask(x, upsample=True))
-    for (y0, x0, y1, x1), m in zip(boxes, masks, strict=True):
-        canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], m)
-    return canvas

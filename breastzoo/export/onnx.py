@@ -4,8 +4,10 @@ in onnxruntime.
 The converted function is the builtin-op variant of the serving contract
 (:mod:`breastzoo.export.serving`): the same graph TFLite gets, which keeps the fixed-seed
 DeNet location draws a constant table rather than a TF random op ONNX has no equivalent of.
-Graph input ``images`` (uint8 ``[N, H, W, 3]``); outputs ``probabilities``, ``class`` and (ROI
-models) ``boxes``, ``n_rois``.
+Graph input ``images`` (uint8 ``[N, H, W, 3]``); outputs ``probabilities``, ``class`` and (models
+with regions: ROIs, the hybrid's grid) ``boxes``, ``n_rois``. Every ``fit --model`` whose spec
+serves with builtin ops converts, the hybrid and bagging ensembles included
+(:mod:`breastzoo.models.specs`).
 
 Example:
     >>> from breastzoo.configs import preset

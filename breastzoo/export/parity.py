@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from breastzoo.runs import MANIFEST_NAMES, RunFolder, load_prepared
+
 __all__ = [
     "FP32_ATOL",
     "INT8_MIN_AGREEMENT",
@@ -37,8 +39,6 @@ __all__ = [
 ]
 
 FP32_ATOL = 1e-4
-#: Where the run's manifest (data root, split, config) lives: run folder, zoo version.
-MANIFEST_NAMES = ("config.json", "run_config.json")
 INT8_MIN_AGREEMENT = 0.98
 
 
@@ -155,21 +155,12 @@ def run_images(
     from breastzoo.checks import one_of
     from breastzoo.configs import TrainConfig
     from breastzoo.data.pipeline import make_dataset
-    from breastzoo.evaluation.reports import _load_prepared
-    from breastzoo.io import read_json
 
     one_of("part", part, ("train", "val", "test"))
-    run_dir = Path(run_dir)
     # A run folder has config.json; a published zoo version keeps it as run_config.json.
-    found = [run_dir / n for n in MANIFEST_NAMES if (run_dir / n).is_file()]
-    if not found:
-        raise ValueError(
-            f"Not a run folder or zoo version (no {' or '.join(MANIFEST_NAMES)}). "
-            f"Received: run_dir={str(run_dir)!r}"
-        )
-    manifest = read_json(found[0])
+    manifest = RunFolder(run_dir).read_manifest()
     config = TrainConfig.from_dict(manifest["config"])
-    prepared = _load_prepared(run_dir, manifest, data)
+    prepared = load_prepared(run_dir, manifest=manifest, data=data)
     records = prepared.parts()[part]
     if limit is not None and limit < len(records):
         pick = np.random.default_rng(seed).choice(len(records), size=limit, replace=False)

@@ -6,8 +6,9 @@ version folder below it, so :func:`write_savedmodel` puts ``saved_model.pb``, ``
 given, next to whatever else is there (``model.keras``, the card): nothing else is touched.
 
 Signature ``serving_default`` (see :mod:`breastzoo.export.serving`): ``images`` uint8
-``[N, H, W, 3]`` -> ``probabilities`` float32 ``[N, C]``, ``class`` int32 ``[N]`` and, for ROI
-models, ``boxes`` float32 ``[N, k, 4]`` pixel (y0, x0, y1, x1) and ``n_rois`` int32 ``[N]``.
+``[N, H, W, 3]`` -> ``probabilities`` float32 ``[N, C]``, ``class`` int32 ``[N]`` and, for models
+with regions (ROIs, the hybrid's grid), ``boxes`` float32 ``[N, k, 4]`` pixel (y0, x0, y1, x1)
+and ``n_rois`` int32 ``[N]``.
 
 Example:
     >>> from breastzoo.configs import preset
@@ -50,9 +51,9 @@ def write_savedmodel(
     complete model; other files already in ``directory`` are left alone.
 
     Args:
-        model: a breastzoo model (``denet_sanet``, ``resnet50_roi``, ``sanet_resize``,
-            ``resnet50_full``, ``random_roi``; ``oracle_roi`` needs lesion centres and is
-            refused).
+        model: a breastzoo model of any ``fit --model`` (the hybrid included) or a bagging
+            ``Ensemble`` of them; ``oracle_roi`` needs lesion centres and is refused (see
+            :mod:`breastzoo.models.specs`).
         directory: the version folder (created if missing), e.g. ``zoo/denet_sanet_100x/1``.
         overwrite: replace a SavedModel already in ``directory`` (default: refuse).
         builtin_ops: trace the TFLite-builtin variant of the serving function (what the

@@ -13,10 +13,11 @@ Quantization:
 * ``"int8"``: int8 weights (dynamic-range quantization): the runtime quantizes activations
   per call for the convolution and dense kernels. On the demo model it agrees with Keras on
   every test image (docs/export.md).
-* ``"int8_static"``: the patch classifier's convolutions run fully in int8, weights and
-  activations, with activation ranges calibrated on a representative set of training-split
-  images (``representative``); everything else (DeNet, crop geometry, the vote) stays float32
-  builtins: quantizing those too broke the model. On the demo model (a weak 8-class model
+* ``"int8_static"``: the patch classifier's convolutions (the hybrid: both branches'; an
+  ensemble: every member's) run fully in int8, weights and activations, with activation
+  ranges calibrated on a representative set of training-split images (``representative``);
+  everything else (DeNet, crop geometry, resizes, the vote) stays float32 builtins:
+  quantizing those too broke the model. On the demo model (a weak 8-class model
   with many near-ties) it agreed with Keras on 82-85% of test images, below the 98% target,
   which is why ``"int8"`` is the dynamic-range variant.
 
@@ -162,11 +163,21 @@ INT8_OP_TYPES = frozenset({
 })
 
 
+#: The sub-networks whose convolutions ``int8_static`` quantizes: the patch classifier
+#: (DeNet + SaNet, the baselines) or the hybrid's two Inception-SEP branches.
+CONV_NETWORKS = ("classifier", "global_branch", "local_branch")
+
+
 def _classifier_scopes(model: keras.Model) -> set[str]:
-    classifier = getattr(model, "classifier", None)
-    if classifier is None:
-        return set()
-    return {layer.name for layer in classifier._flatten_layers(include_self=False)}
+    from breastzoo.models.specs import members_of
+
+    scopes: set[str] = set()
+    for member in members_of(model):  # an ensemble: every member's networks
+        for attr in CONV_NETWORKS:
+            network = getattr(member, attr, None)
+            if isinstance(network, keras.layers.Layer):
+                scopes |= {layer.name for layer in network._flatten_layers(include_self=False)}
+    return scopes
 
 
 def _in_scopes(tensor_name: str, scopes: set[str]) -> bool:

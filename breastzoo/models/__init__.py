@@ -1,7 +1,9 @@
 """Models: SaNet (soft attention) and DeNet (decision LSTM) of paper 000, and the others.
 
 Importing a model module registers its classes with Keras (package ``"breastzoo"``), which
-``keras.saving.load_model(..., safe_mode=True)`` needs.
+``keras.saving.load_model(..., safe_mode=True)`` needs. The package itself imports nothing
+heavy: ``breastzoo.models.specs`` (the table of ``fit --model`` names that ``configs`` reads)
+must not pull in TensorFlow, so the names below are imported on first access.
 
 Example:
     >>> from breastzoo.models import SaNet
@@ -9,7 +11,26 @@ Example:
     8
 """
 
-from breastzoo.models.denet import DeNet, make_state
-from breastzoo.models.sanet import ResidualUnit, SaNet
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["DeNet", "ResidualUnit", "SaNet", "make_state"]
+
+_LAZY = {
+    "DeNet": "breastzoo.models.denet",
+    "make_state": "breastzoo.models.denet",
+    "ResidualUnit": "breastzoo.models.sanet",
+    "SaNet": "breastzoo.models.sanet",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

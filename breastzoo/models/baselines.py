@@ -9,7 +9,8 @@
   attention could reach) and ``centre_roi`` (k fixed crops around the image centre: what a
   policy that learned only the centre prior would see).
 
-All take uint8 (or float [0, 255]) ``[B, H, W, 3]`` images and return class probabilities.
+All take uint8 (or float [0, 255]) ``[B, H, W, 3]`` images and return class probabilities;
+``serving_outputs`` gives the serving contract's outputs (:mod:`breastzoo.export.serving`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from keras import ops
 
 from breastzoo.checks import positive_int
 from breastzoo.models.patch_classifiers import make_patch_classifier
-from breastzoo.models.preprocessing import crop_scaled, make_stain_layer, to_unit_range
-from breastzoo.models.selective import vote
+from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
+from breastzoo.models.shared_ops import (
+    crop_scaled,
+    image_boxes,
+    random_dihedral,
+    resize_antialiased,
+    vote,
+)
 
 __all__ = ["CENTRE_OFFSETS", "PatchVoteClassifier", "WholeImageClassifier"]
 
@@ -109,23 +116,52 @@ class WholeImageClassifier(keras.Model):
         )
         return config
 
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
+    def _probs(self, inputs: Any, training: bool | None, builtin_ops: bool = False) -> Any:
         x = to_unit_range(inputs, self.preprocess)
         if self.input_size:
-            x = ops.image.resize(x, self._net_shape, interpolation="bilinear", antialias=True)
+            x = resize_antialiased(x, self._net_shape, builtin_ops=builtin_ops)
         return self.classifier(x, training=training)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        return self._probs(inputs, training)
 
     def infer(self, inputs: Any) -> dict[str, Any]:
         """``{"probs", "boxes", "n_rois"}``; the one "ROI" is the whole image."""
         probs = self(inputs, training=False)
         width, height = self.image_size
-        box = ops.convert_to_tensor([[[0.0, 0.0, float(height), float(width)]]])
         batch = ops.shape(probs)[0]
         return {
             "probs": probs,
-            "boxes": ops.tile(box, (batch, 1, 1)),
+            "boxes": image_boxes(batch, [[0.0, 0.0, float(height), float(width)]]),
             "n_rois": ops.ones((batch,), "int32"),
         }
+
+    @property
+    def spec_name(self) -> str:
+        """This model's ``fit --model`` name (its row of :mod:`breastzoo.models.specs`)."""
+        return "resnet50_full" if self.classifier_name == "resnet50" else "sanet_resize"
+
+    def serving_outputs(self, images: Any, *, builtin_ops: bool = False,
+                        noise_rows: int = 1) -> dict[str, Any]:
+        """``{"probabilities" [B, C]}``: a whole-image model reports no ROIs.
+
+        Args:
+            images: uint8 ``[B, H, W, 3]`` at ``image_size``.
+            builtin_ops: the resize as two constant matrix products (TFLite builtins; see
+                :func:`~breastzoo.models.shared_ops.resize_antialiased`).
+            noise_rows: unused (no location draws).
+
+        Example:
+            >>> import numpy as np
+            >>> m = WholeImageClassifier(2, image_size=(64, 48), input_size=32, width=2)
+            >>> m.serving_outputs(np.zeros((1, 48, 64, 3), "uint8"))["probabilities"].shape
+            TensorShape([1, 2])
+        """
+        if builtin_ops:
+            if not self.built:
+                self.build(tuple(images.shape))
+            return {"probabilities": self._probs(images, False, builtin_ops=True)}
+        return {"probabilities": self(images, training=False)}
 
 
 @keras.saving.register_keras_serializable(package="breastzoo")
@@ -150,6 +186,8 @@ class PatchVoteClassifier(keras.Model):
         seed: sampling seed.
         patch_scale: each patch covers ``patch_size * patch_scale`` image pixels,
             average-pooled to ``patch_size`` (1 = full resolution).
+        patch_dihedral: in training, turn each patch by a random symmetry of the square
+            (:func:`~breastzoo.models.shared_ops.random_dihedral`).
         **kwargs: passed to ``keras.Model``.
 
     Example:
@@ -173,9 +211,11 @@ class PatchVoteClassifier(keras.Model):
         magnification: str | None = None,
         seed: int = 0,
         patch_scale: int = 1,
+        patch_dihedral: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.patch_dihedral = bool(patch_dihedral)
         if mode not in ("random", "centre", "oracle"):
             raise ValueError(f"Unknown mode. Received: mode={mode!r}; expected random, "
                              "centre, oracle")
@@ -218,6 +258,7 @@ class PatchVoteClassifier(keras.Model):
             magnification=self.magnification,
             seed=self.seed,
             patch_scale=self.patch_scale,
+            patch_dihedral=self.patch_dihedral,
         )
         return config
 
@@ -255,17 +296,22 @@ class PatchVoteClassifier(keras.Model):
         patches, _ = self.patches(inputs)
         ps = self.patch_size
         flat = ops.reshape(patches, (-1, ps, ps, 3))
+        if training and self.patch_dihedral:
+            flat = random_dihedral(flat, self.seed_generator)
         probs = self.classifier(flat, training=training)
         return ops.reshape(probs, (-1, self.k, self.num_classes))
 
     def infer(self, inputs: Any) -> dict[str, Any]:
         """``{"probs", "boxes", "n_rois", "patch_probs"}`` with the boxes actually voted on."""
+        return self._infer(inputs)
+
+    def _infer(self, inputs: Any, builtin_ops: bool = False) -> dict[str, Any]:
         patches, centres = self.patches(inputs)
         ps = self.patch_size
         flat = ops.reshape(patches, (-1, ps, ps, 3))
         patch_probs = ops.reshape(self.classifier(flat, training=False), (-1, self.k,
                                                                           self.num_classes))
-        probs, n = vote(patch_probs, self.k)
+        probs, n = vote(patch_probs, self.k, builtin_ops=builtin_ops)
         width, height = self.image_size
         window = ps * self.patch_scale
         half = float(window // 2)
@@ -274,6 +320,38 @@ class PatchVoteClassifier(keras.Model):
         x0 = ops.clip(centres[..., 1] - half, 0.0, float(width - window))
         boxes = ops.stack([y0, x0, y0 + window, x0 + window], axis=-1)
         return {"probs": probs, "boxes": boxes, "n_rois": n, "patch_probs": patch_probs}
+
+    @property
+    def spec_name(self) -> str:
+        """This model's ``fit --model`` name (its row of :mod:`breastzoo.models.specs`)."""
+        return f"{self.mode}_roi"
+
+    def serving_outputs(self, images: Any, *, builtin_ops: bool = False,
+                        noise_rows: int = 1) -> dict[str, Any]:
+        """``{"probabilities" [B, C], "boxes" [B, k, 4], "n_rois" [B]}``.
+
+        Args:
+            images: uint8 ``[B, H, W, 3]`` at ``image_size``.
+            builtin_ops: TFLite builtin ops only (``centre_roi``; ``random_roi`` draws
+                fresh crops with a random op, which has no builtin).
+            noise_rows: unused (no location table).
+
+        Raises:
+            ValueError: ``oracle_roi`` (it needs lesion centres as a second input), or
+                ``random_roi`` with ``builtin_ops``.
+
+        Example:
+            >>> import numpy as np
+            >>> m = PatchVoteClassifier(2, image_size=(64, 48), patch_size=16, k=3,
+            ...                         mode="centre", width=2)
+            >>> m.serving_outputs(np.zeros((1, 48, 64, 3), "uint8"))["boxes"].shape
+            TensorShape([1, 3, 4])
+        """
+        from breastzoo.models.specs import model_spec
+
+        model_spec(self.spec_name).check_servable(builtin_ops)
+        out = self._infer(images, builtin_ops=builtin_ops)
+        return {"probabilities": out["probs"], "boxes": out["boxes"], "n_rois": out["n_rois"]}
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         if training:

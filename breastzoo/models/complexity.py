@@ -24,7 +24,9 @@ from typing import Any
 
 import keras
 
-__all__ = ["ARCHITECTURES", "architecture_info", "build_architecture", "complexity",
+from breastzoo.models.specs import MODEL_NAMES
+
+__all__ = ["ARCHITECTURES", "STANDALONE", "architecture_info", "build_architecture", "complexity",
            "count_macs"]
 
 
@@ -184,12 +186,12 @@ def complexity(model: keras.Model, inputs: Any) -> dict[str, int]:
     return {"params": int(model.count_params()), "macs": macs}
 
 
-#: ``breastzoo models info`` names: the paper-002 branch and hybrid, SaNet alone, and every
-#: ``fit --model`` (``resnet50`` is ResNet-50 on the whole image, ``resnet50_full``).
-ARCHITECTURES: tuple[str, ...] = (
-    "inception_sep", "hybrid", "sanet", "denet_sanet", "resnet50", "sanet_resize",
-    "random_roi", "centre_roi", "oracle_roi", "resnet50_roi", "resnet50_full",
-)
+#: Architectures of ``breastzoo models info`` that are not a ``fit --model``: paper 002's
+#: branch, SaNet alone, and ResNet-50 on a 224x224 image (built as ``resnet50_full``).
+STANDALONE: tuple[str, ...] = ("inception_sep", "sanet", "resnet50")
+#: ``breastzoo models info`` names: the standalone networks, then every ``fit --model``
+#: (:data:`breastzoo.models.specs.MODEL_NAMES`).
+ARCHITECTURES: tuple[str, ...] = STANDALONE + MODEL_NAMES
 _FIT_ALIASES = {"resnet50": "resnet50_full"}
 
 
@@ -237,14 +239,14 @@ def build_architecture(arch: str, input_size: int | None = None,
         model(x)
         return model, x, f"{n}x{n} float patch in [0, 1]"
     from breastzoo.configs import TrainConfig
-    from breastzoo.models.factory import _example_inputs, build_model
+    from breastzoo.models.factory import build_model, example_inputs
 
     name = _FIT_ALIASES.get(arch, arch)
     size = (input_size, input_size) if input_size else (
         (224, 224) if arch == "resnet50" else TrainConfig().image_size)
     config = TrainConfig(model=name, image_size=size)
     model = build_model(config, [f"class_{i}" for i in range(classes)])
-    x = _example_inputs(model, np.zeros((1, size[1], size[0], 3), "uint8"))
+    x = example_inputs(model, np.zeros((1, size[1], size[0], 3), "uint8"))
     return model, x, f"{size[0]}x{size[1]} uint8 image"
 
 

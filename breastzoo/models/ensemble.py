@@ -12,14 +12,14 @@ from typing import Any
 import keras
 from keras import ops
 
-from breastzoo.models.selective import vote
+from breastzoo.models.shared_ops import image_boxes, vote
 
 __all__ = ["VOTE_RULES", "Ensemble", "combine"]
 
 VOTE_RULES: tuple[str, ...] = ("sum", "max")
 
 
-def combine(member_probs: Any, rule: str = "sum") -> Any:
+def combine(member_probs: Any, rule: str = "sum", *, builtin_ops: bool = False) -> Any:
     """Combine ``[B, M, C]`` member probabilities into ``[B, C]``.
 
     Args:
@@ -28,6 +28,8 @@ def combine(member_probs: Any, rule: str = "sum") -> Any:
             Max rule: majority vote of the members' arg-max classes). The Max rule returns
             ``(votes + mean probabilities) / (M + 1)``: a distribution whose arg-max is the
             majority class, ties broken by the average probability.
+        builtin_ops: the Max rule's vote from TFLite builtin ops (same numbers; see
+            :mod:`breastzoo.models.shared_ops`).
 
     Raises:
         ValueError: unknown rule.
@@ -46,7 +48,7 @@ def combine(member_probs: Any, rule: str = "sum") -> Any:
     member_probs = ops.convert_to_tensor(member_probs, "float32")
     if rule == "sum":
         return ops.mean(member_probs, axis=1)
-    return vote(member_probs, member_probs.shape[1])[0]
+    return vote(member_probs, member_probs.shape[1], builtin_ops=builtin_ops)[0]
 
 
 @keras.saving.register_keras_serializable(package="breastzoo")
@@ -151,7 +153,40 @@ class Ensemble(keras.Model):
             member_probs = self.member_probs(inputs)
             width, height = self.image_size or (0, 0)
             batch = ops.shape(member_probs)[0]
-            box = ops.convert_to_tensor([[[0.0, 0.0, float(height), float(width)]]])
-            boxes, n_rois = ops.tile(box, (batch, 1, 1)), ops.ones((batch,), "int32")
+            boxes = image_boxes(batch, [[0.0, 0.0, float(height), float(width)]])
+            n_rois = ops.ones((batch,), "int32")
         probs = combine(member_probs, self.rule)
         return {"probs": probs, "boxes": boxes, "n_rois": n_rois, "member_probs": member_probs}
+
+    @property
+    def spec_name(self) -> str | None:
+        """The first member's ``fit --model`` name: a bagging ensemble serves and reports ROIs
+        the way its members do (:func:`breastzoo.models.specs.spec_of`)."""
+        return getattr(self.members[0], "spec_name", None)
+
+    def serving_outputs(self, images: Any, *, builtin_ops: bool = False,
+                        noise_rows: int = 1) -> dict[str, Any]:
+        """The serving contract's outputs: every member's ``serving_outputs`` combined by
+        the vote rule; ``boxes`` and ``n_rois`` are the first member's, when it has them.
+
+        Args:
+            images: uint8 ``[B, H, W, 3]`` at ``image_size``.
+            builtin_ops: TFLite builtin ops only, in every member and in the Max rule.
+            noise_rows: passed to the members (DeNet's location-noise table).
+
+        Example:
+            >>> import numpy as np
+            >>> from breastzoo.models.baselines import WholeImageClassifier
+            >>> ms = [WholeImageClassifier(2, image_size=(32, 32), input_size=16, width=2)
+            ...       for _ in range(2)]
+            >>> out = Ensemble(ms).serving_outputs(np.zeros((1, 32, 32, 3), "uint8"))
+            >>> sorted(out)
+            ['probabilities']
+        """
+        outs = [m.serving_outputs(images, builtin_ops=builtin_ops, noise_rows=noise_rows)
+                for m in self.members]
+        stacked = ops.stack([ops.cast(o["probabilities"], "float32") for o in outs], axis=1)
+        result = {"probabilities": combine(stacked, self.rule, builtin_ops=builtin_ops)}
+        if "boxes" in outs[0]:
+            result.update(boxes=outs[0]["boxes"], n_rois=outs[0]["n_rois"])
+        return result

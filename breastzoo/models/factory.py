@@ -1,6 +1,9 @@
-"""Build any ``--model`` of ``breastzoo fit`` from a TrainConfig."""
+"""Build and compile any ``--model`` of ``breastzoo fit`` from a TrainConfig; the model's
+class and builder come from its row of :mod:`breastzoo.models.specs`."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 
@@ -27,44 +30,15 @@ def build_model(
         >>> build_model(preset("tiny"), ["benign", "malignant"]).name  # doctest: +SKIP
         'selective_attention'
     """
-    from breastzoo.models.baselines import PatchVoteClassifier, WholeImageClassifier
-    from breastzoo.models.selective import SelectiveAttention
+    from breastzoo.models.specs import model_spec
 
     config.validate()
-    n = len(class_names)
     common = dict(image_size=config.image_size, class_names=list(class_names),
                   magnification=magnification, stain=config.stain)
-    name = config.model
-    if name in ("denet_sanet", "resnet50_roi"):
-        model = SelectiveAttention(
-            n, patch_size=config.patch_size, k=config.k, k_max=config.k_max,
-            max_steps=config.max_steps, width=config.width,
-            classifier="sanet" if name == "denet_sanet" else "resnet50",
-            gamma=config.gamma, t_prime=config.t_prime, reward=config.reward,
-            reward_terms=config.reward_terms, separate_encoders=config.separate_encoders,
-            init=config.init, location_std=config.location_std, selection=config.selection,
-            roi_order=config.roi_order, patch_scale=config.patch_scale,
-            seed=config.seed, **common,
-        )
-    elif name == "sanet_resize":
-        model = WholeImageClassifier(n, input_size=config.patch_size, classifier="sanet",
-                                     width=config.width, **common)
-    elif name == "resnet50_full":
-        model = WholeImageClassifier(n, input_size=None, classifier="resnet50", **common)
-    elif name == "hybrid":
-        from breastzoo.models.hybrid import Hybrid
-
-        model = Hybrid(n, grid=config.grid, patch_size=config.branch_size,
-                       lambda_=config.lambda_, local_rule=config.local_rule,
-                       width=config.branch_width, **common)
-    else:  # random_roi, centre_roi, oracle_roi
-        model = PatchVoteClassifier(
-            n, patch_size=config.patch_size, k=config.k, mode=name.split("_")[0],
-            width=config.width, seed=config.seed, patch_scale=config.patch_scale, **common,
-        )
+    model = model_spec(config.model).build(config, len(class_names), **common)
     # Build now: BackupAndRestore and load_weights need variables to exist before fit().
     w, h = config.image_size
-    model(_example_inputs(model, keras.ops.zeros((1, h, w, 3), "uint8")))
+    model(example_inputs(model, keras.ops.zeros((1, h, w, 3), "uint8")))
     if weights:
         model.load_weights(weights)
     return model
@@ -73,8 +47,18 @@ def build_model(
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
     """Compile with the paper's optimisers: Adam for the classifier with per-epoch
     exponential decay, and (selective models) Adam for DeNet; ``config.optimizer="sgd"``
-    (paper 002) is momentum SGD decayed every ``config.lr_decay_steps`` iterations."""
-    from breastzoo.models.selective import SelectiveAttention
+    (paper 002) is momentum SGD decayed every ``config.lr_decay_steps`` iterations.
+
+    How a model compiles is its spec's (:mod:`breastzoo.models.specs`): ``trains_denet``
+    (a second optimizer for DeNet), ``own_losses`` (losses and metrics built into its
+    ``train_step``), else sparse cross-entropy and accuracy.
+
+    Example:
+        >>> from breastzoo.configs import preset
+        >>> model = build_model(preset("tiny"), ["a", "b"])  # doctest: +SKIP
+        >>> compile_model(model, preset("tiny"), steps_per_epoch=3)  # doctest: +SKIP
+    """
+    from breastzoo.models.specs import spec_of
 
     if config.lr_schedule == "cosine":
         # Warm up over the first epoch (Adam's early steps on a fresh BatchNorm net are the
@@ -96,12 +80,13 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
                                          weight_decay=config.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(schedule, weight_decay=config.weight_decay)
-    if isinstance(model, SelectiveAttention):
+    spec = spec_of(model)
+    if spec.trains_denet:
         model.compile(
             optimizer=optimizer,
             denet_optimizer=keras.optimizers.Adam(config.denet_lr),
         )
-    elif config.model == "hybrid":
+    elif spec.own_losses:
         model.compile(optimizer=optimizer)  # losses and metrics are built in (train_step)
     else:
         model.compile(
@@ -111,10 +96,20 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
         )
 
 
-def _example_inputs(model: keras.Model, images):
-    from breastzoo.models.baselines import PatchVoteClassifier
+def example_inputs(model: keras.Model, images: Any) -> Any:
+    """What ``model`` takes for ``images``: the images, or (models whose spec
+    ``needs_lesion_centres``: ``oracle_roi``) ``{"images", "centres"}`` with placeholder
+    centres, enough to build the model or count its MACs.
 
-    if isinstance(model, PatchVoteClassifier) and model.mode == "oracle":
+    Example:
+        >>> from breastzoo.configs import preset
+        >>> m = build_model(preset("tiny", "oracle_roi"), ["a", "b"])  # doctest: +SKIP
+        >>> sorted(example_inputs(m, keras.ops.zeros((1, 92, 140, 3))))  # doctest: +SKIP
+        ['centres', 'images']
+    """
+    from breastzoo.models.specs import spec_of
+
+    if spec_of(model).needs_lesion_centres:
         centres = keras.ops.full((1, model.k, 2), float(model.patch_size))
         return {"images": images, "centres": centres}
     return images

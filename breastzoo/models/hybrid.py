@@ -30,7 +30,7 @@ from keras import ops
 
 from breastzoo.models.inception_sep import InceptionSEP
 from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
-from breastzoo.models.selective import vote
+from breastzoo.models.shared_ops import image_boxes, resize_antialiased, vote
 
 __all__ = ["LOCAL_RULES", "Hybrid", "fuse"]
 
@@ -38,7 +38,8 @@ LOCAL_RULES: tuple[str, ...] = ("mean", "max")
 _EPS = 1e-7
 
 
-def fuse(patch_probs: Any, global_probs: Any, lambda_: float = 0.6, rule: str = "mean") -> Any:
+def fuse(patch_probs: Any, global_probs: Any, lambda_: float = 0.6, rule: str = "mean", *,
+         builtin_ops: bool = False) -> Any:
     """Eq. (1) of paper 002: ``lambda * P_L + (1 - lambda) * P_G``.
 
     Args:
@@ -49,6 +50,8 @@ def fuse(patch_probs: Any, global_probs: Any, lambda_: float = 0.6, rule: str = 
             paper's method 3) or ``"max"`` (majority vote, the paper's "3(Max)"): ``P_L`` is
             ``(votes + mean probabilities) / (N + 1)``, a distribution whose arg-max is the
             majority class, ties broken by the mean probability.
+        builtin_ops: the ``"max"`` vote from TFLite builtin ops (same numbers; see
+            :mod:`breastzoo.models.shared_ops`).
 
     Returns:
         ``[B, C]`` fused probabilities (rows sum to 1 when the inputs' rows do).
@@ -71,7 +74,8 @@ def fuse(patch_probs: Any, global_probs: Any, lambda_: float = 0.6, rule: str = 
         local = ops.mean(patch_probs, axis=1)
     else:
         n = patch_probs.shape[1]
-        local = vote(patch_probs, n)[0]  # k = N: every patch votes, no tie-extension
+        # k = N: every patch votes, no tie-extension
+        local = vote(patch_probs, n, builtin_ops=builtin_ops)[0]
     return lambda_ * local + (1.0 - lambda_) * global_probs
 
 
@@ -211,27 +215,30 @@ class Hybrid(keras.Model):
 
     # ------------------------------------------------------------------ forward
 
-    def inputs_of_branches(self, images: Any) -> tuple[Any, Any]:
+    def inputs_of_branches(self, images: Any, builtin_ops: bool = False) -> tuple[Any, Any]:
         """``(global input [B, s, s, 3], patches [B, N, s, s, 3])`` in [0, 1], s = patch_size.
 
         Patches are in row-major grid order (row 0 left to right, then row 1, ...).
+        ``builtin_ops``: both resizes as constant matrix products (TFLite builtins; see
+        :func:`~breastzoo.models.shared_ops.resize_antialiased`).
         """
         if not self.built:
             self.build(tuple(images.shape))
         x = to_unit_range(images, self.preprocess)
         ps = self.patch_size
-        glob = ops.image.resize(x, (ps, ps), interpolation="bilinear", antialias=True)
+        glob = resize_antialiased(x, (ps, ps), builtin_ops=builtin_ops)
         cols, rows = self.grid
         lw, lh = self.local_size
-        local = ops.image.resize(x, (lh, lw), interpolation="bilinear", antialias=True)
+        local = resize_antialiased(x, (lh, lw), builtin_ops=builtin_ops)
         # [B, rows*ps, cols*ps, 3] -> [B, rows, ps, cols, ps, 3] -> [B, rows, cols, ps, ps, 3]
         tiles = ops.reshape(local, (-1, rows, ps, cols, ps, 3))
         tiles = ops.transpose(tiles, (0, 1, 3, 2, 4, 5))
         return glob, ops.reshape(tiles, (-1, rows * cols, ps, ps, 3))
 
-    def branch_probs(self, images: Any, training: bool | None = None) -> tuple[Any, Any]:
+    def branch_probs(self, images: Any, training: bool | None = None,
+                     builtin_ops: bool = False) -> tuple[Any, Any]:
         """``(P_G [B, C], patch probabilities [B, N, C])`` before fusion."""
-        glob, patches = self.inputs_of_branches(images)
+        glob, patches = self.inputs_of_branches(images, builtin_ops=builtin_ops)
         ps = self.patch_size
         p_global = self.global_branch(glob, training=training)
         flat = ops.reshape(patches, (-1, ps, ps, 3))
@@ -245,17 +252,46 @@ class Hybrid(keras.Model):
     def infer(self, inputs: Any) -> dict[str, Any]:
         """``{"probs", "boxes", "n_rois", "patch_probs", "global_probs"}``; the boxes are the
         local grid cells in input-image pixels ``(y0, x0, y1, x1)``."""
-        p_global, p_patch = self.branch_probs(inputs, training=False)
-        probs = fuse(p_patch, p_global, self.lambda_, self.local_rule)
+        return self._infer(inputs)
+
+    def _infer(self, inputs: Any, builtin_ops: bool = False) -> dict[str, Any]:
+        p_global, p_patch = self.branch_probs(inputs, training=False, builtin_ops=builtin_ops)
+        probs = fuse(p_patch, p_global, self.lambda_, self.local_rule, builtin_ops=builtin_ops)
         batch = ops.shape(probs)[0]
-        boxes = ops.tile(ops.convert_to_tensor(self.grid_boxes())[None], (batch, 1, 1))
         return {
             "probs": probs,
-            "boxes": boxes,
+            "boxes": image_boxes(batch, self.grid_boxes()),
             "n_rois": ops.full((batch,), self.n_patches, "int32"),
             "patch_probs": p_patch,
             "global_probs": p_global,
         }
+
+    @property
+    def spec_name(self) -> str:
+        """This model's ``fit --model`` name (its row of :mod:`breastzoo.models.specs`)."""
+        return "hybrid"
+
+    def serving_outputs(self, images: Any, *, builtin_ops: bool = False,
+                        noise_rows: int = 1) -> dict[str, Any]:
+        """The serving contract's outputs: ``{"probabilities" [B, C], "boxes" [B, N, 4],
+        "n_rois" [B]}``; the boxes are the N local grid cells (every one votes).
+
+        Args:
+            images: uint8 ``[B, H, W, 3]`` at ``image_size``.
+            builtin_ops: TFLite builtin ops only: the two antialiased resizes become constant
+                matrix products and the ``"max"`` rule's arg-max a ``tf.argmax`` (same
+                numbers; :mod:`breastzoo.models.shared_ops`).
+            noise_rows: unused (no location draws).
+
+        Example:
+            >>> import numpy as np
+            >>> m = Hybrid(2, image_size=(64, 48), grid=(2, 1), patch_size=32, width=0.125)
+            >>> out = m.serving_outputs(np.zeros((1, 48, 64, 3), "uint8"), builtin_ops=True)
+            >>> out["boxes"].shape, int(out["n_rois"][0])
+            (TensorShape([1, 2, 4]), 2)
+        """
+        out = self._infer(images, builtin_ops=builtin_ops)
+        return {"probabilities": out["probs"], "boxes": out["boxes"], "n_rois": out["n_rois"]}
 
     def grid_boxes(self) -> list[list[float]]:
         """The N grid cells as ``(y0, x0, y1, x1)`` boxes in input-image pixels."""

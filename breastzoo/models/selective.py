@@ -61,7 +61,8 @@ from keras import ops
 from breastzoo.checks import positive_int
 from breastzoo.models.denet import DeNet
 from breastzoo.models.patch_classifiers import make_patch_classifier
-from breastzoo.models.preprocessing import crop_scaled, make_stain_layer, to_unit_range
+from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
+from breastzoo.models.shared_ops import argmax, crop_scaled, random_dihedral, vote
 
 __all__ = [
     "REWARDS",
@@ -78,46 +79,6 @@ REWARDS = ("paper", "per_image", "per_glimpse")
 ROI_ORDERS = ("selected", "probability")
 
 _EPS = 1e-7
-
-
-def vote(patch_probs: Any, k: int) -> tuple[Any, Any]:
-    """Majority vote over ordered ROIs with the paper's tie-break.
-
-    Args:
-        patch_probs: ``[B, K_max, C]`` SaNet probabilities of the ROIs in selection order.
-        k: ROIs that vote first; on a tie, ROI k+1, k+2, ... join until one class has a strict
-            plurality (or all ``K_max`` have voted).
-
-    Returns:
-        ``(probs [B, C], n_rois [B] int32)``: ``(votes + mean probs) / (n + 1)`` over the
-        first ``n`` ROIs, and ``n``.
-
-    Example:
-        >>> import numpy as np
-        >>> p = np.eye(3, dtype="float32")[[0, 0, 1, 1, 2, 1]][None]  # 2-2-1 tie, then 1
-        >>> probs, n = vote(p, k=5)
-        >>> int(np.argmax(probs[0])), int(n[0])
-        (1, 6)
-    """
-    patch_probs = ops.convert_to_tensor(patch_probs)
-    k_max = patch_probs.shape[1]
-    num_classes = patch_probs.shape[2]
-    if not 1 <= k <= k_max:
-        raise ValueError(f"Need 1 <= k <= K_max. Received: k={k}, K_max={k_max}")
-    onehot = ops.one_hot(ops.argmax(patch_probs, axis=-1), num_classes)
-    counts = ops.cumsum(onehot, axis=1)  # [B, K_max, C] votes after j+1 ROIs
-    top = ops.max(counts, axis=-1, keepdims=True)
-    n_top = ops.sum(ops.cast(ops.equal(counts, top), "int32"), axis=-1)  # [B, K_max]
-    decisive = ops.equal(n_top, 1)[:, k - 1 :]
-    # First decisive position at or after k; the last one if none is.
-    any_decisive = ops.any(decisive, axis=1)
-    first = ops.argmax(ops.cast(decisive, "int32"), axis=1)
-    idx = ops.where(any_decisive, first + (k - 1), k_max - 1)
-    pick = ops.one_hot(idx, k_max)[..., None]  # [B, K_max, 1]
-    n = ops.cast(idx + 1, patch_probs.dtype)[:, None]
-    final_counts = ops.sum(counts * pick, axis=1)
-    mean_probs = ops.sum(ops.cumsum(patch_probs, axis=1) * pick, axis=1) / n
-    return (final_counts + mean_probs) / (n + 1.0), ops.cast(idx + 1, "int32")
 
 
 def per_glimpse_policy_loss(q: Any, select: Any, log_p_select: Any, log_p_move: Any) -> Any:
@@ -163,6 +124,8 @@ class SelectiveAttention(keras.Model):
         patch_scale: each ROI covers ``patch_size * patch_scale`` image pixels, average-pooled
             to ``patch_size`` (1 = full resolution, the paper; see
             :func:`~breastzoo.models.preprocessing.crop_scaled`).
+        patch_dihedral: in training, turn each patch SaNet learns from by a random symmetry of
+            the square (:func:`~breastzoo.models.shared_ops.random_dihedral`; not the paper).
         k: ROIs selected per image for training and voting (paper: 5).
         k_max: most ROIs used at inference when the vote is tied.
         max_steps: DeNet glimpses per image per training iteration.
@@ -218,9 +181,11 @@ class SelectiveAttention(keras.Model):
         roi_order: str = "selected",
         seed: int = 0,
         patch_scale: int = 1,
+        patch_dihedral: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.patch_dihedral = bool(patch_dihedral)
         if roi_order not in ROI_ORDERS:
             raise ValueError(
                 f"Unknown roi_order. Received: roi_order={roi_order!r}; expected one of "
@@ -335,6 +300,7 @@ class SelectiveAttention(keras.Model):
             image_size=list(self.image_size),
             patch_size=self.patch_size,
             patch_scale=self.patch_scale,
+            patch_dihedral=self.patch_dihedral,
             k=self.k,
             k_max=self.k_max,
             max_steps=self.max_steps,
@@ -414,13 +380,52 @@ class SelectiveAttention(keras.Model):
 
     # ------------------------------------------------------------------ rollout
 
-    def _rollout(self, x: Any, labels: Any, steps: int, training: bool) -> dict[str, Any]:
-        """Run DeNet for ``steps`` glimpses; classifier in inference mode (no gradient)."""
+    def location_noise(self, steps: int, rows: int = 1) -> Any:
+        """``[steps, rows, 2]`` float32: the fixed-seed location draws of
+        ``inference_locations="sample"``, as a constant.
+
+        Row 0 of step t is the draw :meth:`infer` makes at step t (Philox draws are
+        prefix-stable); more rows repeat the pattern of older models that drew one row per
+        image. Computed eagerly even while a graph is being traced, so it becomes a graph
+        constant: the builtin-op rollout has no random op.
+
+        Example:
+            >>> m = SelectiveAttention(2, image_size=(64, 48), patch_size=16, k=1, k_max=2,
+            ...                        max_steps=2, width=2)
+            >>> m.location_noise(4).shape
+            (4, 1, 2)
+        """
+        import numpy as np
+        import tensorflow as tf
+
+        with tf.init_scope():
+            return np.stack([
+                ops.convert_to_numpy(
+                    keras.random.normal((rows, 2), seed=self.seed * 1009 + t)
+                ).astype("float32")
+                for t in range(steps)
+            ])
+
+    def _rollout(self, x: Any, labels: Any, steps: int, training: bool, *,
+                 builtin_ops: bool = False, noise_rows: int = 1) -> dict[str, Any]:
+        """Run DeNet for ``steps`` glimpses; classifier in inference mode (no gradient).
+
+        ``builtin_ops`` (inference only): the same numbers from TFLite builtin ops: the
+        location draws come from :meth:`location_noise` (``noise_rows`` rows, image i uses
+        row ``i % noise_rows``) and the patch class from ``tf.argmax``
+        (:mod:`breastzoo.models.shared_ops`).
+        """
         batch = ops.shape(x)[0]
         loc = self.denet.initial_location(
             batch, "random" if training else "center", self.seed_generator
         )
         lstm_state = self.denet.initial_state(batch)
+        sample = not training and self.inference_locations == "sample"
+        if sample and builtin_ops:
+            import tensorflow as tf
+
+            table = tf.constant(self.location_noise(steps, noise_rows))
+            rows = tf.math.floormod(tf.range(batch), noise_rows)
         out: dict[str, list] = {
             k: [] for k in ("patch", "probs", "p", "mu", "select", "loc", "next_loc", "logp",
                             "entropy")
@@ -429,7 +434,7 @@ class SelectiveAttention(keras.Model):
             patch = self._crop(x, loc)
             feats, probs = self.classifier.features_and_probs(patch, training=False)
             feats, probs = ops.stop_gradient(feats), ops.stop_gradient(probs)
-            pred = ops.argmax(probs, axis=-1)
+            pred = argmax(probs, -1, builtin_ops=builtin_ops)
             s = self.denet.make_state(
                 feats,
                 self.avg_train_loss,
@@ -443,12 +448,15 @@ class SelectiveAttention(keras.Model):
             select, next_loc, logp = self.denet.sample(
                 p, mu, self.seed_generator, deterministic=not training
             )
-            if not training and self.inference_locations == "sample":
+            if sample:
                 # A fixed seed per step keeps inference deterministic while spreading the
                 # glimpses the way the trained policy does; the mean alone collapses them.
                 # One draw per step shared by the whole batch: an image's ROIs must not depend
                 # on its position in the batch.
-                noise = keras.random.normal((1, 2), seed=self.seed * 1009 + t)
+                if builtin_ops:
+                    noise = ops.take(table[t], rows, axis=0)
+                else:
+                    noise = keras.random.normal((1, 2), seed=self.seed * 1009 + t)
                 next_loc = ops.clip(mu + noise * self.denet.location_std(), 0.0, 1.0)
             for key, value in (
                 ("patch", patch),
@@ -476,9 +484,14 @@ class SelectiveAttention(keras.Model):
             ``(y0, x0, y1, x1)`` of the ROIs in voting order, ``n_rois`` ``[B]`` (how many of
             them voted), ``patch_probs`` ``[B, k_max, C]`` and ``select_prob`` ``[B, k_max]``.
         """
+        return self._infer(images)
+
+    def _infer(self, images: Any, builtin_ops: bool = False,
+               noise_rows: int = 1) -> dict[str, Any]:
         x = self._scale(images)
         steps = max(2 * self.k_max, self.max_steps)
-        r = self._rollout(x, None, steps, training=False)
+        r = self._rollout(x, None, steps, training=False, builtin_ops=builtin_ops,
+                          noise_rows=noise_rows)
         # Selected glimpses first, in order; then the rest by decreasing select probability.
         t = ops.cast(ops.arange(steps), "float32")[None, :]
         if self.roi_order == "probability":
@@ -489,7 +502,7 @@ class SelectiveAttention(keras.Model):
         take = ops.one_hot(order, steps)  # [B, k_max, steps]
         patch_probs = ops.einsum("bks,bsc->bkc", take, r["probs"])
         locs = ops.einsum("bks,bsc->bkc", take, r["loc"])
-        probs, n_rois = vote(patch_probs, self.k)
+        probs, n_rois = vote(patch_probs, self.k, builtin_ops=builtin_ops)
         return {
             "probs": probs,
             "boxes": self.boxes(locs),
@@ -497,6 +510,34 @@ class SelectiveAttention(keras.Model):
             "patch_probs": patch_probs,
             "select_prob": ops.einsum("bks,bs->bk", take, r["p"]),
         }
+
+    @property
+    def spec_name(self) -> str:
+        """This model's ``fit --model`` name (its row of :mod:`breastzoo.models.specs`)."""
+        return "resnet50_roi" if self.classifier_name == "resnet50" else "denet_sanet"
+
+    def serving_outputs(self, images: Any, *, builtin_ops: bool = False,
+                        noise_rows: int = 1) -> dict[str, Any]:
+        """The serving contract's outputs: ``{"probabilities" [B, C], "boxes" [B, k_max, 4],
+        "n_rois" [B]}`` (see :mod:`breastzoo.export.serving`).
+
+        Args:
+            images: uint8 ``[B, H, W, 3]`` at ``image_size``.
+            builtin_ops: only TFLite builtin ops (see :meth:`_rollout`); the same numbers.
+            noise_rows: rows of the location-noise table (``builtin_ops`` only).
+
+        Example:
+            >>> import numpy as np
+            >>> m = SelectiveAttention(2, image_size=(64, 48), patch_size=16, k=1, k_max=2,
+            ...                        max_steps=2, width=2)
+            >>> sorted(m.serving_outputs(np.zeros((1, 48, 64, 3), "uint8"), builtin_ops=True))
+            ['boxes', 'n_rois', 'probabilities']
+        """
+        if builtin_ops:
+            out = self._infer(images, builtin_ops=True, noise_rows=noise_rows)
+        else:
+            out = self.infer(images)
+        return {"probabilities": out["probs"], "boxes": out["boxes"], "n_rois": out["n_rois"]}
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         return self.infer(inputs)["probs"]
@@ -540,7 +581,10 @@ class SelectiveAttention(keras.Model):
                 keep = ops.einsum("bkt,bt->bk", take, keep)
                 chosen = ops.einsum("bkt,bthwc->bkhwc", take, r["patch"])
                 n = self.k
-            probs = self.classifier(ops.reshape(chosen, (-1, ps, ps, 3)), training=True)
+            chosen = ops.reshape(chosen, (-1, ps, ps, 3))
+            if self.patch_dihedral:
+                chosen = random_dihedral(chosen, self.seed_generator)
+            probs = self.classifier(chosen, training=True)
             probs = ops.reshape(probs, (batch, n, self.num_classes))
             true = ops.one_hot(labels, self.num_classes)[:, None, :]
             log_true = ops.log(ops.clip(ops.sum(probs * true, axis=-1), _EPS, 1.0))  # [B, n]

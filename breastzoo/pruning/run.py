@@ -11,8 +11,9 @@ Flow (paper 002, Fig. 5, with TF-MOT magnitude pruning as the optional last stag
          record), history.json, then evaluate_run -> metrics.json, plots
 
 The training data, augmentation and optimiser are those of the source run
-(``breastzoo.training.build_datasets`` / ``compile_model`` on its ``config.json``); the test
-patients are never seen before evaluation.
+(``breastzoo.training.build_datasets`` / ``compile_model`` on its ``config.json``), and it
+retrains through the one training loop, ``breastzoo.training.fit_model``; the test patients
+are never seen before evaluation.
 
 Example:
     >>> prune_run("runs/breakhis-200x-hybrid-binary-demo-seed0", ratio=0.5)  # doctest: +SKIP
@@ -22,14 +23,14 @@ from __future__ import annotations
 
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from breastzoo.io import atomic_write_json, read_json
+from breastzoo import runs
+from breastzoo.io import atomic_write_json
 
 __all__ = ["prune_run", "resolve_source"]
 
@@ -53,14 +54,11 @@ def resolve_source(source: str | Path, zoo_root: str | Path | None = None
     """
     path = Path(source)
     if path.is_dir():
-        for manifest_name in ("config.json", "run_config.json"):
-            if (path / "model.keras").exists() and (path / manifest_name).exists():
-                metrics_path = path / "metrics.json"
-                metrics = read_json(metrics_path) if metrics_path.exists() else None
-                return path / "model.keras", read_json(path / manifest_name), metrics, \
-                    path.name
-        raise ValueError(f"Not a finished run folder (needs model.keras and config.json). "
-                         f"Received: {source}")
+        run = runs.RunFolder(path)
+        if run.is_finished and run.manifest_file() is not None:
+            return run.model_path, run.read_manifest(), run.read_metrics(), path.name
+        raise ValueError(f"Not a finished run folder (needs {run.model_path.name} and "
+                         f"{run.manifest_path.name}). Received: {source}")
     if "/" in str(source) or str(source).startswith("."):
         raise ValueError(f"No such run folder. Received: {source}")
     from breastzoo.zoo import registry
@@ -88,12 +86,10 @@ def _example_input(config: Any) -> Any:
 
 
 def _default_out(label: str, ratio: float, loops: int, magnitude: float | None) -> Path:
-    from breastzoo.training import RUNS_DIR
-
     name = f"{label}-pruned-o{ratio:g}-r{loops}"
     if magnitude:
         name += f"-m{magnitude:g}"
-    return RUNS_DIR / name
+    return runs.RUNS_DIR / name
 
 
 def prune_run(
@@ -148,13 +144,12 @@ def prune_run(
 
     from breastzoo.configs import TrainConfig
     from breastzoo.data.pipeline import make_dataset
-    from breastzoo.evaluation.reports import _load_prepared, evaluate_run
+    from breastzoo.evaluation.reports import evaluate_run
     from breastzoo.models.complexity import count_macs
     from breastzoo.models.factory import compile_model
     from breastzoo.pruning.magnitude import MagnitudePruning, gzip_weights_size, sparsity
     from breastzoo.pruning.sep import loop_fraction, prune_once, sep_branches
-    from breastzoo.training import _save_model, build_datasets
-    from breastzoo.zoo.publish import load_keras_model
+    from breastzoo.training import build_datasets, fit_model
 
     fraction = loop_fraction(ratio, loops)  # validates ratio and loops
     if magnitude is not None and not 0.0 <= float(magnitude) < 1.0:
@@ -165,19 +160,20 @@ def prune_run(
     config = TrainConfig.from_dict(manifest["config"])
     if steps_per_epoch is not None:
         config = config.replace(steps_per_epoch=int(steps_per_epoch))
-    run_dir = Path(out) if out else _default_out(label, ratio, loops, magnitude)
-    if (run_dir / "model.keras").exists():
+    run = runs.RunFolder(out if out else _default_out(label, ratio, loops, magnitude))
+    run_dir = run.path
+    if run.is_finished:
         raise FileExistsError(f"{run_dir} already holds a pruned model; pass --out for a new "
                               f"folder or delete it. Received: out={str(run_dir)!r}")
 
-    model = load_keras_model(model_path)
+    model = runs.load_model(model_path)
     if hasattr(model, "members"):
         raise ValueError(
             "A bagging ensemble is pruned member by member: each member is an ordinary run "
             f"folder (<run>/member-<i>). Received: {source}"
         )
     sep_branches(model)  # ValueError early for models without SEP blocks
-    prepared = _load_prepared(model_path.parent, manifest, data)
+    prepared = runs.load_prepared(model_path.parent, manifest=manifest, data=data)
     example = _example_input(config)
     before = {"params": int(model.count_params()), "macs": count_macs(model, example),
               "gzip": gzip_weights_size(model)}
@@ -187,7 +183,7 @@ def prune_run(
         f"IRR {irr_before:.3f}; pruning O={ratio:g} in {loops} loop(s) (X={fraction:.3f})")
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", {
+    atomic_write_json(run.manifest_path, {
         **manifest,
         "pruning": {"source": str(source), "ratio": ratio, "loops": loops,
                     "fraction_per_loop": fraction, "magnitude": magnitude},
@@ -215,21 +211,19 @@ def prune_run(
             total = per_loop * steps
             callbacks.append(MagnitudePruning(float(magnitude), end_step=max(2, total),
                                               frequency=max(1, total // 10)))
-        with warnings.catch_warnings():
-            # As in breastzoo.training: the validation set has no known size.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            fit = model.fit(train, validation_data=val, epochs=per_loop,
-                            steps_per_epoch=steps, callbacks=callbacks, verbose=verbose,
-                            shuffle=False)
+        # Keras' own validation only, as before: no balanced-accuracy pass, no resume state
+        # (a pruning run is short and restarts from its source).
+        fit = fit_model(model, prepared, config, datasets=(train, val, steps), scores=False,
+                        epochs=per_loop, callbacks=callbacks, verbose=verbose, log=log)
         for i in range(per_loop):
             history.append({"epoch": epoch, "loop": loop,
                             **{k: float(v[i]) for k, v in fit.history.items()}})
             epoch += 1
         log(f"loop {loop + 1}/{loops}: {model.count_params():,} params "
             f"({time.perf_counter() - started:.0f} s)")
-    atomic_write_json(run_dir / "history.json", {"epochs": history})
-    _save_model(model, run_dir / "model.keras")
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    atomic_write_json(run.history_path, {"epochs": history})
+    runs.save_model(model, run.model_path)
+    shutil.rmtree(run.backup, ignore_errors=True)  # a reused --out folder's stale resume state
 
     after_sparsity = sparsity(model)
     metrics = evaluate_run(run_dir, prepared=prepared, log=log)
@@ -253,5 +247,5 @@ def prune_run(
         "nonzero_params_after": after_sparsity["nonzero_params"],
         "channels_kept": kept,
     }
-    atomic_write_json(run_dir / "pruning.json", result)
+    atomic_write_json(run.pruning_path, result)
     return {**result, "metrics": metrics}

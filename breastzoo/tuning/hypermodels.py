@@ -128,10 +128,6 @@ class BreastzooHyperModel(keras_tuner.HyperModel):
         """Fields that must follow the tuned ones (subclasses); identity here."""
         return config
 
-    def callbacks(self, model: keras.Model) -> list[keras.callbacks.Callback]:
-        """Callbacks the model needs to train as ``breastzoo fit`` trains it."""
-        return []
-
     # ---------------------------------------------------------------- KerasTuner API
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
@@ -156,31 +152,29 @@ class BreastzooHyperModel(keras_tuner.HyperModel):
         verbose: int | str | None = None,
         **kwargs: Any,
     ) -> dict[str, float]:
-        """Train on the training patients, validate on the validation patients.
+        """Train on the training patients, validate on the validation patients, through the
+        loop ``breastzoo fit`` trains with (:func:`breastzoo.training.fit_model`; it adds the
+        callbacks a model kind needs, such as DeNet's reward).
 
         Returns:
             The metrics of the best epoch by the objective (``val_accuracy``) plus
             ``seconds`` (wall time of this fit) and ``epochs`` (epochs trained).
         """
-        from breastzoo.training import build_datasets
+        from breastzoo.training import fit_model
 
         values = {name: hp.get(name) for name in self.space}
         config = self.config_for(values)
-        train, val, steps = build_datasets(self.prepared, config)
-        cbs = self.callbacks(model) + list(callbacks or [])
+        cbs = list(callbacks or [])
         if self.reporter is not None:
             cbs.insert(0, _EpochReporter(self.reporter))
             self.reporter("trial_start", {"values": values})
         self._log({"event": "start", "values": values})
         started = time.perf_counter()
-        with warnings.catch_warnings():
-            # Validation has no known length (bad files are dropped on the fly).
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            history = model.fit(
-                train, validation_data=val, epochs=epochs or config.epochs,
-                initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=cbs,
-                verbose=self.verbose if verbose is None else verbose, shuffle=False,
-            )
+        # Trials score on Keras' own validation pass (the objective is val_accuracy), so no
+        # second pass through infer, and KerasTuner keeps its own checkpoints: no run folder.
+        history = fit_model(model, self.prepared, config, scores=False, epochs=epochs,
+                            initial_epoch=initial_epoch, callbacks=cbs,
+                            verbose=self.verbose if verbose is None else verbose)
         seconds = time.perf_counter() - started
         metrics = best_epoch_metrics(history.history)
         metrics.update(seconds=seconds, epochs=float(len(history.epoch)))
@@ -243,12 +237,6 @@ class DeNetSaNetHyperModel(BreastzooHyperModel):
         if config.k > config.k_max:
             changes["k_max"] = config.k
         return dataclasses.replace(config, **changes) if changes else config
-
-    def callbacks(self, model: keras.Model) -> list[keras.callbacks.Callback]:
-        from breastzoo.models.selective import SelectiveAttention, SelectiveRewardCallback
-
-        # DeNet's reward and state read the per-epoch validation pass through this callback.
-        return [SelectiveRewardCallback()] if isinstance(model, SelectiveAttention) else []
 
 
 class HybridHyperModel(BreastzooHyperModel):

@@ -35,10 +35,15 @@ from typing import Any
 
 from breastzoo.configs import TrainConfig
 from breastzoo.configs import preset as get_preset
-from breastzoo.io import atomic_write_bytes, atomic_write_json, read_json
+from breastzoo.io import atomic_write_bytes, atomic_write_json
+from breastzoo.runs import RUNS_DIR, check_resumable, data_record
 from breastzoo.tuning.studies import Study
 
-TUNE_DIR = Path("runs") / "tune"
+TUNE_DIR = RUNS_DIR / "tune"
+#: The study folder's manifest, and the entries a resumed study must match (the resume
+#: check is the run folder's, :func:`breastzoo.runs.check_resumable`).
+STUDY_FILE = "study.json"
+STUDY_KEYS = ("study", "preset", "base_config", "split")
 #: TrainConfig fields that ``breastzoo fit`` has a dedicated option for.
 FIT_OPTIONS = {"k": "--k", "patch_size": "--patch-size", "reward": "--reward",
                "epochs": "--epochs"}
@@ -62,7 +67,9 @@ def role() -> str:
 def default_study_dir(study: Study, preset: str) -> Path:
     """``runs/tune/<study>-<dataset>-<mag>-<preset>``: the same command, the same folder
     (which is what makes re-running it resume)."""
-    mag = (study.mag or "all").lower().rstrip("x") + ("x" if study.mag else "")
+    from breastzoo.data.records import Magnification
+
+    mag = Magnification.parse(study.mag).slug if study.mag else "all"
     return TUNE_DIR / f"{study.name}-{study.dataset}-{mag}-{preset}"
 
 
@@ -113,20 +120,6 @@ def make_tuner(study: Study, hypermodel: Any, directory: Path,
         hyperband_iterations=budget.get("hyperband_iterations", 1), **common)
 
 
-def _check_resumable(out: Path, manifest: dict) -> None:
-    path = out / "study.json"
-    if not path.exists():
-        return
-    old = read_json(path)
-    new = json.loads(json.dumps(manifest, default=str))
-    for key in ("study", "preset", "base_config", "split"):
-        if old.get(key) != new.get(key):
-            raise ValueError(
-                f"Study folder {out} was made for a different {key.replace('_', ' ')}; "
-                "use --out for a new study or delete the folder."
-            )
-
-
 def collect_results(tuner: Any, study: Study) -> list[dict[str, Any]]:
     """One row per trial: id, status, the study's values, score and metrics."""
     rows = []
@@ -167,7 +160,7 @@ def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
     """
     import numpy as np
 
-    from breastzoo.viz import _new_figure, _save
+    from breastzoo.viz import new_figure, save_figure
 
     # Fixed dimensions (one value) are not axes.
     names = [n for n in study.space if len(_axis(study, n) or [None, None]) > 1]
@@ -181,21 +174,21 @@ def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
     if len(names) == 1:
         (name,) = names
         pts = sorted((r[name], r[metric]) for r in done)
-        fig = _new_figure((5.0, 3.5))
+        fig = new_figure((5.0, 3.5))
         ax = fig.add_subplot(1, 1, 1)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
         ax.set_xlabel(name)
         ax.set_ylabel(f"{study.objective} (validation patients)")
         ax.set_title(title(f"vs {name}"), fontsize=9)
         ax.grid(alpha=0.3)
-        return _save(fig, out / "sweep.png")
+        return save_figure(fig, out / "sweep.png")
     row_name, col_name = names
     row_vals = sorted({r[row_name] for r in done} | set(_axis(study, row_name)))
     col_vals = sorted({r[col_name] for r in done} | set(_axis(study, col_name)))
     grid = np.full((len(row_vals), len(col_vals)), np.nan)
     for r in done:
         grid[row_vals.index(r[row_name]), col_vals.index(r[col_name])] = r[metric]
-    fig = _new_figure((max(6.0, 1.2 + 1.1 * len(col_vals)), 1.4 + 0.7 * len(row_vals)))
+    fig = new_figure((max(6.0, 1.2 + 1.1 * len(col_vals)), 1.4 + 0.7 * len(row_vals)))
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label=f"{study.objective} (validation)")
@@ -211,7 +204,7 @@ def plot_study(study: Study, rows: list[dict[str, Any]], out: Path,
                 ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
                         color="black" if grid[i, j] > mid else "white")
     ax.set_title(title(f"per {row_name} x {col_name}"), fontsize=9)
-    return _save(fig, out / "heatmap.png")
+    return save_figure(fig, out / "heatmap.png")
 
 
 def _axis(study: Study, name: str) -> list[Any]:
@@ -308,17 +301,14 @@ def run_study(
         "study": study_record,
         "preset": preset,
         "base_config": base.to_dict(),
-        "data": {"dataset": prepared.source.dataset,
-                 "root": str(Path(prepared.source.root).resolve()),
-                 "synthetic": prepared.source.synthetic,
-                 "description": prepared.source.label},
+        "data": data_record(prepared.source),
         "magnification": prepared.magnification,
         "split": prepared.split.to_dict(prepared.records),
     }
-    _check_resumable(out, manifest)
+    check_resumable(out, manifest, file=STUDY_FILE, keys=STUDY_KEYS, kind="study")
     if report_only and not (out / "keras_tuner").exists():
         raise ValueError(f"No study to report in {out}. Received: out={str(out)!r}")
-    atomic_write_json(out / "study.json", manifest)
+    atomic_write_json(out / STUDY_FILE, manifest)
     hypermodel = hypermodel_for(study.model)(
         base, prepared, study.space, execution_log=out / "executions.jsonl",
         reporter=reporter, verbose=verbose)

@@ -39,6 +39,7 @@ from typing import Any
 
 from breastzoo.checks import one_of
 from breastzoo.configs import TrainConfig
+from breastzoo.data.records import Magnification
 
 TUNERS = ("grid", "random", "hyperband", "bayesian")
 #: Study models and the TrainConfig.model each one trains.
@@ -237,7 +238,9 @@ def parse_study(raw: dict[str, Any], preset: str | None = None,
     mag = raw.get("mag", "100")
     return Study(
         name=name, model=model, tuner=tuner, space=space, budget=budget,
-        dataset=str(raw.get("dataset", "breakhis")), mag=None if mag is None else str(mag),
+        dataset=str(raw.get("dataset", "breakhis")),
+        # Parsed here so a bad value fails at load time; kept as the number ("100").
+        mag=None if mag is None else str(Magnification.parse(mag).power),
         task=str(raw.get("task", "subtype")), objective=str(raw.get("objective", "val_accuracy")),
         description=str(raw.get("description", "")).strip(), seed=int(raw.get("seed", 0)),
         source=source,

@@ -20,7 +20,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from breastzoo.io import atomic_write_bytes, atomic_write_json, read_json
+from breastzoo import runs
+from breastzoo.data.records import Magnification
+from breastzoo.io import atomic_write_bytes, atomic_write_json
 from breastzoo.zoo import registry
 
 #: How a wrong-size image is brought to the model's input size (``input.on_size_mismatch``).
@@ -74,7 +76,7 @@ def _metric_row(m: dict) -> dict:
     }
 
 
-def _recipe_mismatches(recipe: dict | None, manifest: dict, preset_hint: str | None) -> list[str]:
+def _recipe_mismatches(recipe: dict | None, manifest: dict, preset: str | None) -> list[str]:
     """Where the run differs from the catalogue recipe (shown in the card, not refused)."""
     if not recipe:
         return []
@@ -90,15 +92,16 @@ def _recipe_mismatches(recipe: dict | None, manifest: dict, preset_hint: str | N
     if want_model != cfg.get("model"):
         out.append(f"model {cfg.get('model')!r} (recipe: {want_model!r})")
     want_mag = opt("--mag")
-    have_mag = (manifest.get("magnification") or "").upper().rstrip("X")
-    if want_mag and want_mag.upper().rstrip("X") != have_mag:
+    have_mag = manifest.get("magnification")
+    if want_mag and (have_mag is None
+                     or Magnification.parse(want_mag) != Magnification.parse(have_mag)):
         out.append(f"magnification {manifest.get('magnification')!r} (recipe: {want_mag}X)")
     want_task = opt("--task") or "subtype"
     if want_task != cfg.get("task"):
         out.append(f"task {cfg.get('task')!r} (recipe: {want_task!r})")
     want_config = opt("--config")
-    if want_config and preset_hint and want_config != preset_hint:
-        out.append(f"config preset {preset_hint!r} (recipe: {want_config!r})")
+    if want_config and preset and want_config != preset:
+        out.append(f"config preset {preset!r} (recipe: {want_config!r})")
     if args and args[0] != manifest["data"].get("dataset"):
         out.append(f"dataset {manifest['data'].get('dataset')!r} (recipe: {args[0]!r})")
     if manifest["data"].get("synthetic") and "demo" not in args:
@@ -126,9 +129,12 @@ def build_card(
     Example:
         >>> build_card("runs/r", "denet_sanet_100x", model)  # doctest: +SKIP
     """
-    run_dir = Path(run_dir)
-    manifest = read_json(run_dir / "config.json")
-    metrics = read_json(run_dir / "metrics.json")
+    run = runs.RunFolder(run_dir)
+    manifest = run.read_manifest()
+    metrics = run.read_metrics()
+    if metrics is None:
+        raise ValueError(f"{run.path} has no {run.metrics_path.name}; run `breastzoo evaluate "
+                         f"{run.path}` first.")
     template = registry.read_card_template(name, root_path) or {}
     recipe = registry.read_recipe(name, root_path)
     cfg = manifest["config"]
@@ -145,7 +151,9 @@ def build_card(
     per_mag = {mag: _metric_row(metrics)}
     binary = metrics.get("binary")
     caveats = [str(c) for c in template.get("caveats") or []] + DEFAULT_CAVEATS
-    mismatches = _recipe_mismatches(recipe, manifest, _preset_of(run_dir))
+    # The preset recorded in config.json; runs made before it was, from the folder's name.
+    preset = runs.preset_of(manifest, run.path)
+    mismatches = _recipe_mismatches(recipe, manifest, preset)
     if mismatches:
         caveats.insert(0, "This version was NOT trained with the catalogue recipe: "
                        + "; ".join(mismatches) + ".")
@@ -164,6 +172,7 @@ def build_card(
             "references": template.get("references", []),
             "license": template.get("license", "Apache-2.0"),
             "savedmodel_writer": savedmodel_writer,
+            "preset": preset,
             "config": cfg,
         },
         "intended_use": {
@@ -224,14 +233,6 @@ def build_card(
         "caveats": caveats,
         "recipe": recipe,
     }
-
-
-def _preset_of(run_dir: Path) -> str | None:
-    """The preset in a default run-folder name (``...-<preset>-seed<N>``), if recognisable."""
-    from breastzoo.configs import PRESETS
-
-    parts = run_dir.name.split("-")
-    return parts[-2] if len(parts) >= 2 and parts[-2] in PRESETS else None
 
 
 def _fmt(v: Any) -> str:
@@ -364,7 +365,8 @@ def build_metadata(run_dir: str | Path, model: Any) -> dict:
         except PackageNotFoundError:
             return None
 
-    manifest = read_json(Path(run_dir) / "config.json")
+    run = runs.RunFolder(run_dir)
+    manifest = run.read_manifest()
     git = _git_commit()
     return {
         "format": 1,
@@ -376,8 +378,8 @@ def build_metadata(run_dir: str | Path, model: Any) -> dict:
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
         "split_hash": manifest["split"].get("fingerprint"),
-        "run_dir": str(Path(run_dir).resolve()),
-        "model_file": "model.keras",
+        "run_dir": str(run.path.resolve()),
+        "model_file": run.model_path.name,
     }
 
 

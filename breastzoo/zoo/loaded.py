@@ -90,12 +90,12 @@ class LoadedModel:
     def has_rois(self) -> bool:
         """Whether the model reports regions it looked at: DeNet's ROIs, random/oracle crops,
         the hybrid's local grid cells. A whole-image model's one "ROI" is the image itself,
-        so it reports none (an ensemble reports its first member's)."""
-        from breastzoo.models.baselines import WholeImageClassifier
+        so it reports none (an ensemble reports its first member's). The model table says
+        (:mod:`breastzoo.models.specs`); a model outside it has ROIs if it has ``infer``."""
+        from breastzoo.models.specs import find_spec
 
-        members = getattr(self.keras_model, "members", None)
-        base = members[0] if members else self.keras_model
-        return hasattr(base, "infer") and not isinstance(base, WholeImageClassifier)
+        spec = find_spec(self.keras_model)
+        return spec.has_rois if spec else hasattr(self.keras_model, "infer")
 
     def __repr__(self) -> str:
         v = f" v{self.version}" if self.version is not None else ""
@@ -257,7 +257,7 @@ class LoadedModel:
 
         ``None`` for models without a soft-attention classifier or without boxes.
         """
-        from breastzoo.evaluation.reports import _attention_canvas
+        from breastzoo.viz import attention_canvas as _attention_canvas
 
         return _attention_canvas(self.keras_model, np.asarray(image),
                                  np.asarray(boxes).astype(int))

@@ -24,33 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from breastzoo import runs
 from breastzoo.zoo import registry
 
-#: Files of a run folder copied into every version (besides ``model.keras``).
-RUN_FILES = {"config.json": "run_config.json", "metrics.json": "metrics.json",
-             "history.json": "history.json"}
-
-
-def load_keras_model(path: str | Path) -> Any:
-    """``keras.saving.load_model(path, safe_mode=True)`` with every breastzoo class registered.
-
-    Importing each ``breastzoo.models`` module registers its serializable classes, including
-    models added later (hybrid, ensembles), without this module naming them.
-
-    Example:
-        >>> load_keras_model("runs/x/model.keras")  # doctest: +SKIP
-    """
-    import importlib
-    import pkgutil
-
-    import keras
-
-    import breastzoo.models
-
-    for info in pkgutil.iter_modules(breastzoo.models.__path__):
-        importlib.import_module(f"breastzoo.models.{info.name}")
-    importlib.import_module("breastzoo.data.stain")
-    return keras.saving.load_model(Path(path), safe_mode=True)
+#: Files of a run folder copied into every version (besides ``model.keras``), and their names
+#: there.
+RUN_FILES = runs.PUBLISHED_FILES
+#: The one ``.keras`` loader (every breastzoo class registered), kept under its old name.
+load_keras_model = runs.load_model
 
 
 def export_savedmodel(model: Any, directory: Path) -> str:
@@ -125,23 +106,24 @@ def _fsync_tree(directory: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def _finished_run(run_dir: Path) -> Path:
+def _finished_run(run_dir: Path) -> runs.RunFolder:
+    run = runs.RunFolder(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"Run folder not found. Received: run_dir={str(run_dir)!r}")
-    if not (run_dir / "model.keras").is_file():
-        trials = sorted(p.name for p in run_dir.glob("trial-*") if (p / "model.keras").is_file())
+    if not run.is_finished:
+        trials = run.finished_trials()
         if trials:
             raise ValueError(
                 f"{run_dir} holds {len(trials)} trials; publish one of them, e.g. "
-                f"{run_dir / trials[0]}"
+                f"{trials[0].path}"
             )
-        raise ValueError(f"Not a finished run folder (no model.keras). Received: {run_dir}")
-    for needed in ("config.json", "metrics.json"):
-        if not (run_dir / needed).is_file():
+        run.require_finished()
+    for needed in (run.manifest_path, run.metrics_path):
+        if not needed.is_file():
             raise ValueError(
-                f"{run_dir} has no {needed}; run `breastzoo evaluate {run_dir}` first."
+                f"{run_dir} has no {needed.name}; run `breastzoo evaluate {run_dir}` first."
             )
-    return run_dir
+    return run
 
 
 def write_version(
@@ -153,11 +135,12 @@ def write_version(
     """
     from breastzoo.zoo import cards
 
+    run = runs.RunFolder(run_dir)
     writer = export_savedmodel(model, staging)
-    shutil.copyfile(run_dir / "model.keras", staging / "model.keras")
+    shutil.copyfile(run.model_path, staging / run.model_path.name)
     for src, dst in RUN_FILES.items():
-        if (run_dir / src).is_file():
-            shutil.copyfile(run_dir / src, staging / dst)
+        if (run.path / src).is_file():
+            shutil.copyfile(run.path / src, staging / dst)
     card = cards.build_card(run_dir, name, model, root_path=root_path, savedmodel_writer=writer)
     cards.write_card(staging, card)
     cards.write_metadata(staging, cards.build_metadata(run_dir, model))
@@ -191,10 +174,9 @@ def publish_run(
         >>> publish_run("runs/r", "denet_sanet_100x", root="/tmp/zoo")  # doctest: +SKIP
         {'name': 'denet_sanet_100x', 'version': 1, ...}
     """
-    from breastzoo.io import read_json
-
-    run_dir = _finished_run(Path(run_dir))
-    manifest = read_json(run_dir / "config.json")
+    run = _finished_run(Path(run_dir))
+    run_dir = run.path
+    manifest = run.read_manifest()
     if name is None:
         name = registry.default_name(manifest["config"]["model"], manifest["data"]["dataset"],
                                      manifest.get("magnification"))
@@ -205,7 +187,7 @@ def publish_run(
             f"Cannot publish to a remote zoo. Received: root={zoo.location!r}; publish to a "
             "folder and serve that folder instead."
         )
-    model = load_keras_model(run_dir / "model.keras")
+    model = runs.load_model(run.model_path)
     name_dir = zoo.path / name
     name_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_staging(name_dir)

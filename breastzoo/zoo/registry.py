@@ -96,17 +96,24 @@ def check_version(version: Any) -> int | None:
 
 
 def default_name(model: str, dataset: str, magnification: str | None) -> str:
-    """The catalogue name a run publishes under when no ``--name`` is given.
+    """The catalogue name a run publishes under when no ``--name`` is given: the model's zoo
+    prefix from the model table (:mod:`breastzoo.models.specs`), then the magnification
+    (BreaKHis), ``bach`` or the dataset. A name outside the table is its own prefix.
 
     Example:
         >>> default_name("denet_sanet", "breakhis", "100X")
         'denet_sanet_100x'
+        >>> default_name("hybrid", "breakhis", "200X")
+        'hybrid_sep_200x'
         >>> default_name("hybrid", "bach", None)
         'hybrid_bach'
     """
-    prefix = {"hybrid": "hybrid_sep"}.get(model, model)
+    from breastzoo.models.specs import SPECS
+
+    spec = SPECS.get(model)
+    prefix = spec.zoo_prefix if spec else model
     if dataset == "bach":
-        return check_name("hybrid_bach" if model == "hybrid" else f"{model}_bach")
+        return check_name(f"{spec.bach_prefix if spec else model}_bach")
     if magnification:
         return check_name(f"{prefix}_{magnification.lower()}")
     return check_name(f"{prefix}_{dataset}")

@@ -6,7 +6,14 @@ import shutil
 
 import pytest
 
-from breastzoo.data.breakhis import folder_conflict, index_breakhis, parse_filename
+from breastzoo.data.breakhis import (
+    archive_relpath,
+    folder_conflict,
+    format_filename,
+    index_breakhis,
+    parse_filename,
+)
+from breastzoo.data.constants import MAGNIFICATIONS, SUBTYPE_CLASS, SUBTYPES
 from breastzoo.data.index import detect_dataset, index_dataset
 from tests.data.trees import REAL_PATIENTS, breakhis_relpath, make_breakhis, write_png
 
@@ -38,6 +45,31 @@ def test_parse_filename_real_names(name, expected):
 )
 def test_parse_filename_rejects_broken_grammar(name):
     assert parse_filename(name) is None
+
+
+@pytest.mark.parametrize("subtype", SUBTYPES)
+def test_format_filename_is_the_inverse_of_parse_filename(subtype):
+    for mag in MAGNIFICATIONS:
+        name = format_filename(subtype, "14-22549AB", mag, 7)
+        assert parse_filename(name) == {"label": SUBTYPE_CLASS[subtype], "subtype": subtype,
+                                        "patient": "14-22549AB", "magnification": mag,
+                                        "seq": "007"}
+        rel = archive_relpath(subtype, "14-22549AB", mag, 7).split("/")
+        assert rel[0] == "BreaKHis_v1" and rel[-1] == name
+        assert folder_conflict(tuple(rel[1:-1]), parse_filename(name)) is None
+    # The independent copy of the grammar the tree builder of these tests uses agrees.
+    assert "/".join(rel[1:]) == breakhis_relpath(subtype, "14-22549AB", 400, 7).as_posix()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(("XX", "p", "40X", 1), "subtype='XX'"), (("DC", "p", "40", 1), "magnification='40'")],
+)
+def test_format_filename_rejects_unknown_codes(args, needle):
+    with pytest.raises(ValueError, match=needle):
+        format_filename(*args)
+    with pytest.raises(ValueError, match=needle):
+        archive_relpath(*args)
 
 
 def test_folder_conflict_detects_moved_files():

@@ -115,3 +115,36 @@ def test_patch_scale_pools_a_wider_window_and_reports_it():
     np.testing.assert_allclose(boxes[0], [H / 2 - 8, W / 2 - 8, H / 2 + 8, W / 2 + 8])
     with pytest.raises(ValueError, match="patch_scale"):
         build_model(preset("tiny").replace(patch_scale=5), ["a", "b"])  # 160 > 92 pixels
+
+
+def test_random_dihedral_gives_all_eight_symmetries_and_nothing_else():
+    from breastzoo.models.shared_ops import random_dihedral
+
+    patch = np.arange(3 * 3, dtype="float32").reshape(1, 3, 3, 1)
+    batch = np.repeat(patch, 400, axis=0)
+    out = np.asarray(random_dihedral(batch, keras.random.SeedGenerator(0)))[..., 0]
+    group = set()
+    for t in (patch[0, ..., 0], patch[0, ..., 0].T):
+        for k in range(4):
+            group.add(np.rot90(t, k).tobytes())
+    seen = {o.tobytes() for o in out}
+    assert seen == group  # each of the 8 shows up in 400 draws, and only those 8
+
+
+def test_patch_dihedral_turns_training_patches_only(tmp_path):
+    x = images()
+    m = PatchVoteClassifier(2, image_size=(W, H), patch_size=16, k=3, mode="centre",
+                            width=2, feature_dim=4, patch_dihedral=True)
+    plain = PatchVoteClassifier(2, image_size=(W, H), patch_size=16, k=3, mode="centre",
+                                width=2, feature_dim=4)
+    m(x)
+    plain(x)
+    plain.set_weights(m.get_weights())
+    # Inference is untouched: same weights, same probabilities.
+    np.testing.assert_allclose(np.asarray(m.infer(x)["probs"]),
+                               np.asarray(plain.infer(x)["probs"]), atol=1e-6)
+    # Training sees turned patches: the training-mode outputs differ from the plain model's.
+    assert not np.allclose(np.asarray(m(x, training=True)), np.asarray(plain(x, training=True)))
+    assert build_model(preset("tiny").replace(model="random_roi", patch_dihedral=True),
+                       ["a", "b"]).patch_dihedral
+    assert_keras_roundtrip(m, x, tmp_path)

@@ -54,10 +54,11 @@ def test_vote_majority_and_tie_break():
         vote(p[None], k=7)
 
 
-@pytest.mark.slow  # 27-29 s per reward
-@pytest.mark.parametrize("reward", ["per_image", "per_glimpse"])
-def test_train_step_updates_both_networks_with_finite_reward(reward):
-    model = tiny(reward=reward)
+@pytest.mark.slow  # 27-29 s per case
+@pytest.mark.parametrize("kw", [dict(reward="per_image"), dict(reward="per_glimpse"),
+                                dict(patch_dihedral=True)])
+def test_train_step_updates_both_networks_with_finite_reward(kw):
+    model = tiny(**kw)
     model.compile(
         optimizer=keras.optimizers.Adam(0.01), denet_optimizer=keras.optimizers.Adam(0.01)
     )

@@ -20,7 +20,7 @@ def _images(n: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def test_load_predict_equals_the_run_model(published):
-    from breastzoo.zoo.publish import load_keras_model
+    from breastzoo.runs import load_model
 
     root, run = published
     model = breastzoo.load(NAME, root=str(root))
@@ -29,7 +29,7 @@ def test_load_predict_equals_the_run_model(published):
 
     assert model.class_names == json.loads((run / "config.json").read_text())["class_names"]
     x = _images()
-    expected = np.asarray(load_keras_model(run / "model.keras").predict(x, verbose=0))
+    expected = np.asarray(load_model(run / "model.keras").predict(x, verbose=0))
     np.testing.assert_allclose(model.predict(x), expected, atol=1e-6)
     out = model.infer(x)
     graph = model.infer(x, compiled=True)  # what predict uses for many images

@@ -69,7 +69,7 @@ def test_recipes_are_valid_fit_arguments(name, monkeypatch):
     """The catalogue's `fit` lists parse with the real `breastzoo fit` (training stubbed)."""
     from typer.testing import CliRunner
 
-    import breastzoo.training
+    import breastzoo.workflow
     from breastzoo.cli import app
 
     seen = {}
@@ -78,9 +78,9 @@ def test_recipes_are_valid_fit_arguments(name, monkeypatch):
         seen.update(kwargs, dataset=dataset)
         return {"run_dir": "runs/x", "metrics": {}}
 
-    monkeypatch.setattr(breastzoo.training, "fit", fake_fit)
+    monkeypatch.setattr(breastzoo.workflow, "fit", fake_fit)
     args = [str(a) for a in registry.read_recipe(name)["fit"]]
-    from breastzoo.cli import ModelName
+    from breastzoo.commands.fit import ModelName
 
     if args[args.index("--model") + 1] not in {m.value for m in ModelName}:
         pytest.skip("`fit --model hybrid` is not in this checkout yet (issue 4)")
@@ -95,6 +95,18 @@ def test_default_names_match_the_catalogue():
     assert registry.default_name("denet_sanet", "breakhis", "40X") == "denet_sanet_40x"
     assert registry.default_name("hybrid", "breakhis", "200X") == "hybrid_sep_200x"
     assert registry.default_name("hybrid", "bach", None) == "hybrid_bach"
+
+
+def test_default_names_and_cli_choices_come_from_the_model_table():
+    from breastzoo.commands.fit import ModelName
+    from breastzoo.models.specs import SPECS
+
+    assert [m.value for m in ModelName] == list(SPECS)
+    for name, spec in SPECS.items():
+        assert registry.default_name(name, "breakhis", "100X") == f"{spec.zoo_prefix}_100x"
+        assert registry.default_name(name, "bach", None) == f"{spec.bach_prefix}_bach"
+    assert registry.default_name("not_in_the_table", "breakhis", None) == (
+        "not_in_the_table_breakhis")
 
 
 def _version(root: Path, name: str, v: int, files: dict[str, bytes]) -> Path:

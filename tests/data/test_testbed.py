@@ -1,4 +1,4 @@
-"""Behaviour of the synthetic BreaKHis-format testbed (breastzoo.data.synth)."""
+"""Behaviour of the synthetic BreaKHis-format testbed (breastzoo.data.testbed)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from breastzoo.data import synth
+from breastzoo.data import testbed
 from breastzoo.data.constants import (
     BREAKHIS_COUNTS,
     BREAKHIS_TOTAL_IMAGES,
@@ -22,6 +22,7 @@ from breastzoo.data.constants import (
     SUBTYPE_NAMES,
     SUBTYPES,
 )
+from breastzoo.data.testbed import write
 
 SMALL = (96, 64)  # (width, height): big enough for a lesion, small enough to be fast
 
@@ -48,9 +49,9 @@ def _digest(root: Path) -> dict[str, str]:
 def tiny(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("tb") / "tiny"
     calls: list[tuple[int, int]] = []
-    summary = synth.synthesize(
+    summary = testbed.synthesize(
         out,
-        preset="tiny",
+        size="tiny",
         seed=0,
         image_size=SMALL,
         workers=1,
@@ -85,7 +86,7 @@ def test_layout_and_file_grammar(tiny):
 
 def test_tiny_counts_and_every_patient_has_all_magnifications(tiny):
     root, summary = tiny
-    spec = synth.PRESETS["tiny"]
+    spec = testbed.SIZES["tiny"]
     by_sub_mag: Counter = Counter()
     mags_of: dict[str, set] = defaultdict(set)
     patients_of: dict[str, set] = defaultdict(set)
@@ -109,7 +110,7 @@ def test_tiny_counts_and_every_patient_has_all_magnifications(tiny):
 
 
 def test_patient_ids_look_real_and_some_share_a_numeric_core():
-    items = synth.plan("full", seed=0)
+    items = testbed.plan("full", seed=0)
     patients = {(p.subtype, p.patient) for p in items}
     assert all(re.fullmatch(r"\d{2}-\d{3,5}[A-Z]{0,2}", p) for _, p in patients)
     cores: dict[tuple[str, str], set] = defaultdict(set)
@@ -124,7 +125,7 @@ def test_patient_ids_look_real_and_some_share_a_numeric_core():
 
 
 def test_full_plan_has_the_exact_breakhis_counts():
-    items = synth.plan("full", seed=3)
+    items = testbed.plan("full", seed=3)
     assert len(items) == BREAKHIS_TOTAL_IMAGES
     assert len({p.patient for p in items}) == BREAKHIS_TOTAL_PATIENTS
     assert len({p.relpath for p in items}) == len(items)
@@ -142,8 +143,8 @@ def test_full_plan_has_the_exact_breakhis_counts():
 
 
 @pytest.mark.slow
-def test_full_preset_renders_exact_counts_at_70x46(tmp_path):
-    summary = synth.synthesize(tmp_path / "full", preset="full", seed=0, image_size=(70, 46))
+def test_full_size_renders_exact_counts_at_70x46(tmp_path):
+    summary = testbed.synthesize(tmp_path / "full", size="full", seed=0, image_size=(70, 46))
     files = _images(tmp_path / "full")
     assert summary["images"] == len(files) == BREAKHIS_TOTAL_IMAGES
     counts = Counter(p.parent.name for p in files)
@@ -155,7 +156,7 @@ def test_masks_exist_match_and_cover_part_of_the_image(tiny):
     root, _ = tiny
     fractions = []
     for path in _images(root):
-        mpath = synth.mask_path(path, root)
+        mpath = testbed.mask_path(path, root)
         assert mpath.is_file(), mpath
         assert mpath.relative_to(root).parts[0] == "masks"
         img, mask = Image.open(path), Image.open(mpath)
@@ -171,15 +172,18 @@ def test_mask_path_and_manifest_from_any_level(tiny):
     root, summary = tiny
     image = _images(root)[0]
     archive = root / "BreaKHis_v1"
-    assert synth.mask_path(image, root) == synth.mask_path(image, archive)
+    assert testbed.mask_path(image, root) == testbed.mask_path(image, archive)
     rel = image.relative_to(root)
-    assert synth.mask_path(rel, root) == root / "masks" / rel
+    assert testbed.mask_path(rel, root) == root / "masks" / rel
     for where in (root, archive, archive / "histology_slides"):
-        manifest = synth.read_manifest(where)
+        manifest = testbed.read_manifest(where)
+        # On disk the size keeps its old field name, "preset", and the generator its old
+        # module name: testbeds (and caches) written before the rename stay valid.
         assert manifest is not None and manifest["preset"] == "tiny"
+        assert manifest["generator"] == "breastzoo.data.synth"
     assert manifest["images"] == summary["images"] and manifest["image_size"] == list(SMALL)
-    assert manifest["version"] == synth.SYNTH_VERSION
-    assert synth.read_manifest(root.parent / "nothing-here") is None
+    assert manifest["version"] == testbed.SYNTH_VERSION
+    assert testbed.read_manifest(root.parent / "nothing-here") is None
 
 
 def test_index_and_patient_split_accept_the_tree(tiny):
@@ -196,13 +200,13 @@ def test_index_and_patient_split_accept_the_tree(tiny):
 
 def test_same_seed_same_bytes_whatever_the_workers(tiny, tmp_path):
     root, _ = tiny
-    again = synth.synthesize(tmp_path / "again", preset="tiny", seed=0, image_size=SMALL, workers=2)
+    again = testbed.synthesize(tmp_path / "again", size="tiny", seed=0, image_size=SMALL, workers=2)
     assert _digest(root) == _digest(Path(again["root"]))
 
 
 def test_different_seed_different_testbed(tiny, tmp_path):
     root, _ = tiny
-    other = synth.synthesize(tmp_path / "other", preset="tiny", seed=1, image_size=SMALL, workers=1)
+    other = testbed.synthesize(tmp_path / "other", size="tiny", seed=1, image_size=SMALL, workers=1)
     a, b = _digest(root), _digest(Path(other["root"]))
     assert a != b
     shared = set(a) & set(b) - {"testbed.json"}
@@ -213,7 +217,7 @@ def test_subtypes_differ_in_lesion_morphology():
     def nuclear_blob_area(subtype: str) -> float:
         areas = []
         for k in range(4):
-            img, mask = synth.render_image(
+            img, mask = testbed.render_image(
                 subtype, "200X", np.random.default_rng(k), size=(240, 180)
             )
             dark = (img.astype(np.float32).mean(-1) < 150) & mask
@@ -228,7 +232,7 @@ def test_subtypes_differ_in_lesion_morphology():
     def lesion_brightness(subtype: str) -> float:
         vals = []
         for k in range(4):
-            img, mask = synth.render_image(
+            img, mask = testbed.render_image(
                 subtype, "100X", np.random.default_rng(k), size=(240, 180)
             )
             vals.append(img[mask].mean())
@@ -239,19 +243,19 @@ def test_subtypes_differ_in_lesion_morphology():
 
 
 def test_render_image_contract():
-    img, mask = synth.render_image("PC", "400X", np.random.default_rng(0), size=(130, 90))
+    img, mask = testbed.render_image("PC", "400X", np.random.default_rng(0), size=(130, 90))
     assert img.shape == (90, 130, 3) and img.dtype == np.uint8
     assert mask.shape == (90, 130) and mask.dtype == bool
-    assert synth.LESION_FRACTION[0] - 0.01 <= mask.mean() <= synth.LESION_FRACTION[1] + 0.01
-    a, _ = synth.render_image("LC", "40X", np.random.default_rng(5), size=(64, 48))
-    b, _ = synth.render_image("LC", "40X", np.random.default_rng(5), size=(64, 48))
+    assert testbed.LESION_FRACTION[0] - 0.01 <= mask.mean() <= testbed.LESION_FRACTION[1] + 0.01
+    a, _ = testbed.render_image("LC", "40X", np.random.default_rng(5), size=(64, 48))
+    b, _ = testbed.render_image("LC", "40X", np.random.default_rng(5), size=(64, 48))
     assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"preset": "huge"}, "preset='huge'"),
+        ({"size": "huge"}, "size='huge'"),
         ({"image_size": (700,)}, "image_size="),
         ({"image_size": (8, 460)}, "image_size=(8, 460)"),
         ({"image_size": (70.5, 46)}, "image_size=(70.5, 46)"),
@@ -259,27 +263,27 @@ def test_render_image_contract():
 )
 def test_bad_arguments_raise_value_error_naming_the_value(tmp_path, kwargs, needle):
     with pytest.raises(ValueError, match=re.escape(needle)):
-        synth.synthesize(tmp_path / "x", **kwargs)
+        testbed.synthesize(tmp_path / "x", **kwargs)
     assert not (tmp_path / "x").exists()
 
 
-def test_unknown_preset_message():
+def test_unknown_size_message():
     with pytest.raises(ValueError) as err:
-        synth.plan("huge")
+        testbed.plan("huge")
     assert str(err.value) == (
-        "Unknown preset. Received: preset='huge'; expected one of tiny, demo, full"
+        "Unknown testbed size. Received: size='huge'; expected one of tiny, demo, full"
     )
 
 
 @pytest.mark.parametrize(("subtype", "mag"), [("XX", "40X"), ("DC", "300X")])
 def test_render_image_rejects_unknown_subtype_or_magnification(subtype, mag):
     with pytest.raises(ValueError, match="Received"):
-        synth.render_image(subtype, mag, np.random.default_rng(0), size=(64, 48))
+        testbed.render_image(subtype, mag, np.random.default_rng(0), size=(64, 48))
 
 
 def test_interrupted_run_leaves_nothing_at_out(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = synth._write_batch
+    real = write.write_batch
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -287,10 +291,10 @@ def test_interrupted_run_leaves_nothing_at_out(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated crash mid-way")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "_write_batch", failing)
+    monkeypatch.setattr(write, "write_batch", failing)
     out = tmp_path / "tb"
     with pytest.raises(KeyboardInterrupt):
-        synth.synthesize(out, preset="tiny", image_size=(48, 32), workers=1)
+        testbed.synthesize(out, size="tiny", image_size=(48, 32), workers=1)
     assert calls["n"] == 3
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # the temporary build folder is gone too
@@ -302,12 +306,12 @@ def test_cached_rerun_returns_without_regenerating(tiny, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("regenerated a cached testbed")
 
-    monkeypatch.setattr(synth, "_write_batch", boom)
+    monkeypatch.setattr(write, "write_batch", boom)
     before = _digest(root)
-    again = synth.synthesize(root, preset="tiny", seed=0, image_size=SMALL)
+    again = testbed.synthesize(root, size="tiny", seed=0, image_size=SMALL)
     assert again["cached"] is True and not summary["cached"]
-    assert {k: again[k] for k in ("images", "patients", "preset", "seed", "image_size")} == {
-        k: summary[k] for k in ("images", "patients", "preset", "seed", "image_size")
+    assert {k: again[k] for k in ("images", "patients", "size", "seed", "image_size")} == {
+        k: summary[k] for k in ("images", "patients", "size", "seed", "image_size")
     }
     assert _digest(root) == before
 
@@ -315,14 +319,42 @@ def test_cached_rerun_returns_without_regenerating(tiny, monkeypatch):
 def test_refuses_a_non_empty_folder_that_is_not_the_same_testbed(tiny, tmp_path):
     root, _ = tiny
     with pytest.raises(ValueError, match="different testbed"):
-        synth.synthesize(root, preset="tiny", seed=1, image_size=SMALL)
+        testbed.synthesize(root, size="tiny", seed=1, image_size=SMALL)
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
     with pytest.raises(ValueError, match="non-empty folder"):
-        synth.synthesize(other, preset="tiny", image_size=SMALL)
+        testbed.synthesize(other, size="tiny", image_size=SMALL)
     assert (other / "notes.txt").read_text() == "keep me"
     empty = tmp_path / "empty"
     empty.mkdir()
-    summary = synth.synthesize(empty, preset="tiny", image_size=(48, 32), workers=1)
-    assert summary["images"] == synth.PRESETS["tiny"].images
+    summary = testbed.synthesize(empty, size="tiny", image_size=(48, 32), workers=1)
+    assert summary["images"] == testbed.SIZES["tiny"].images
+
+
+def test_cli_synth_takes_size_and_still_accepts_the_hidden_preset(tmp_path):
+    from typer.testing import CliRunner
+
+    from breastzoo.cli import app
+
+    runner = CliRunner()
+    helptext = runner.invoke(app, ["data", "synth", "--help"]).stdout
+    assert "--size" in helptext and "--preset" not in helptext
+    args = ["--seed", "0", "--image-size", "48x32", "--json"]
+    new = runner.invoke(app, ["data", "synth", str(tmp_path / "a"), "--size", "tiny", *args])
+    assert new.exit_code == 0, new.output
+    old = runner.invoke(app, ["data", "synth", str(tmp_path / "b"), "--preset", "tiny", *args])
+    assert old.exit_code == 0, old.output
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    both = runner.invoke(app, ["data", "synth", str(tmp_path / "c"), "--size", "tiny",
+                               "--preset", "demo", *args])
+    assert both.exit_code == 2 and not (tmp_path / "c").exists()
+
+
+def test_demo_cache_folder_names_are_unchanged(monkeypatch, tmp_path):
+    from breastzoo import paths
+
+    monkeypatch.setenv("BREASTZOO_CACHE", str(tmp_path))
+    assert paths.demo_data_dir() == tmp_path / "data" / "testbed-demo-seed0"
+    assert paths.demo_data_dir("tiny", 3).name == "testbed-tiny-seed3"
+    assert paths.DEMO_PRESET == paths.DEMO_SIZE == "demo"  # old name kept as an alias
