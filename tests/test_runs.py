@@ -79,6 +79,7 @@ def test_study_folders_use_the_same_check(tmp_path):
         runs.check_resumable(tmp_path, changed, file="study.json", keys=keys, kind="study")
 
 
+@pytest.mark.slow  # 10-18 s; every model class has its own .keras round-trip test
 def test_save_and_load_round_trip_a_breastzoo_model(tmp_path):
     import keras
 

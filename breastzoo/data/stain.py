@@ -361,12 +361,22 @@ def reinhard_coefficients(
         images = images[None]
     # Subsample before casting: casting the whole image first would cost more than the stats.
     sub = _to_float(_subsample(images, subsample))
-    batch = tf.shape(sub)[0]
+    grid = tf.shape(sub)  # [B, h, w, 3]
+    batch = grid[0]
     sub = tf.reshape(sub, [-1, 3])
     values = tf.reshape(_space_from_working(_to_working(sub, space), space), [batch, -1, 3])
     if weights is None:
-        mu_s = tf.reduce_mean(values, axis=1)
-        sd_s = tf.sqrt(tf.reduce_mean(tf.square(values - mu_s[:, None]), axis=1))
+        # Short sums of centred values (per row, then over rows) rather than one float32 sum
+        # of ~20k values: runtimes add in different orders (TF vs ONNX Runtime, and by batch
+        # size), and a 5e-6 relative error in the log-space mean moved a DeNet location across
+        # a rounding tie in the ONNX export (tests/export/test_int8_demo.py).
+        rows = tf.reshape(values, grid)
+        centre = tf.reduce_mean(rows[:, :1], axis=(1, 2))  # first row's mean, [B, 3]
+        centred = rows - centre[:, None, None]
+        mu_c = tf.reduce_mean(tf.reduce_mean(centred, axis=2), axis=1)
+        mu_s = mu_c + centre
+        sd_s = tf.sqrt(tf.reduce_mean(tf.reduce_mean(
+            tf.square(centred - mu_c[:, None, None]), axis=2), axis=1))
     else:
         w = tf.cast(tf.convert_to_tensor(weights), tf.float32)
         w = w[None] if w.shape.rank == 2 else w

@@ -336,9 +336,10 @@ class PatchVoteClassifier(keras.Model):
                 fresh crops with a random op, which has no builtin).
             noise_rows: unused (no location table).
 
-        Raises:
-            ValueError: ``oracle_roi`` (it needs lesion centres as a second input), or
-                ``random_roi`` with ``builtin_ops``.
+        Which models may be served, and how, is the model table's to say
+        (:func:`breastzoo.models.specs.check_servable`, which
+        :mod:`breastzoo.export.serving` applies first): ``oracle_roi`` needs lesion centres
+        as a second input, and ``random_roi``'s random crops have no builtin op.
 
         Example:
             >>> import numpy as np
@@ -347,9 +348,6 @@ class PatchVoteClassifier(keras.Model):
             >>> m.serving_outputs(np.zeros((1, 48, 64, 3), "uint8"))["boxes"].shape
             TensorShape([1, 3, 4])
         """
-        from breastzoo.models.specs import model_spec
-
-        model_spec(self.spec_name).check_servable(builtin_ops)
         out = self._infer(images, builtin_ops=builtin_ops)
         return {"probabilities": out["probs"], "boxes": out["boxes"], "n_rois": out["n_rois"]}
 
