@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # the real import is lazy: it pulls in TensorFlow on first us
 
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) buries our own output;
 # users can still set TF_CPP_MIN_LOG_LEVEL themselves. The CLI goes further (level 3, and absl's
-# pre-initialisation lines filtered out): breastzoo.commands.quiet.
+# pre-initialisation lines filtered out): breastzoo.quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -6,7 +6,7 @@ Library code raises ``ValueError`` with a message naming the bad value;
 :func:`breastzoo.commands.common.friendly` turns those into one red line and exit code 2.
 
 TensorFlow's C++ start-up logs are silenced before anything imports it
-(:func:`breastzoo.commands.quiet.quiet_tensorflow`).
+(:func:`breastzoo.quiet.quiet_tensorflow`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import typer
 
 from breastzoo.commands import register_all
-from breastzoo.commands.quiet import quiet_tensorflow
+from breastzoo.quiet import quiet_tensorflow
 
 quiet_tensorflow()  # nothing above imports TensorFlow (tests/test_cli_layout.py checks it)
 

@@ -27,6 +27,9 @@ PREDICT_IMAGES = 4
 
 def main() -> int:
     """Run the demo; return a process exit code."""
+    from breastzoo.quiet import quiet_tensorflow
+
+    quiet_tensorflow()  # before anything below imports TensorFlow: no CUDA start-up lines
     from breastzoo.configs import preset
     from breastzoo.io import read_json
     from breastzoo.paths import DEMO_SEED, DEMO_SIZE, ensure_demo_data

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from breastzoo.cli import app
 from breastzoo.commands import COMMAND_MODULES
 from breastzoo.commands.common import keras_verbosity, parse_mag
-from breastzoo.commands.quiet import is_noise
 from breastzoo.data.constants import MAGNIFICATIONS
 from breastzoo.data.records import Magnification, normalize_magnification
+from breastzoo.quiet import is_noise
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def test_filtered_stderr_drops_noise_keeps_the_rest_and_survives_a_crash():
     written = "\n".join([*NOISE, "a real message", "F0000 00:00:1.5 7 x.cc:1] Check failed"])
     out = _run(f"""
         import os
-        from breastzoo.commands.quiet import filtered_stderr
+        from breastzoo.quiet import filtered_stderr
         with filtered_stderr(3):
             os.write(2, {(written + chr(10)).encode()!r})
         os.write(2, b"after\\n")
@@ -187,3 +187,19 @@ def test_cli_filters_the_first_tensorflow_import(tmp_path):
     loud = _run(code, PYTHONPATH=pythonpath, TF_CPP_MIN_LOG_LEVEL="0")
     assert loud.stderr.splitlines() == [*NOISE[1:], "kept"]  # the user's level is kept
     assert loud.stdout.split()[0] == "0"
+
+
+def test_demo_filters_the_first_tensorflow_import(tmp_path):
+    # The demo is not a CLI command, so it installs the same filter itself. The stand-in
+    # ``tensorflow`` prints TensorFlow's start-up noise, then stops the demo with an ImportError.
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        f"import os\nos.write(2, {(chr(10).join(NOISE) + chr(10)).encode()!r})\n"
+        "os.write(2, b'kept\\n')\nraise ImportError('stand-in stops here')\n")
+    out = _run("import breastzoo.demo as d; d.main()",
+               PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    assert out.returncode != 0
+    lines = out.stderr.splitlines()
+    assert "kept" in lines and "stand-in stops here" in out.stderr
+    assert not any(is_noise(line) for line in lines), lines

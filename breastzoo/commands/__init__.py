@@ -7,7 +7,7 @@ of ``breastzoo.cli``. Heavy libraries (TensorFlow) are imported only inside comm
 ``--help`` stays instant.
 
 Shared pieces live in :mod:`breastzoo.commands.common` (consoles, one-line errors, JSON
-output, choices, Keras verbosity) and :mod:`breastzoo.commands.quiet` (TensorFlow start-up
+output, choices, Keras verbosity) and :mod:`breastzoo.quiet` (TensorFlow start-up
 logs).
 """
 

@@ -1,4 +1,4 @@
-"""Keep TensorFlow's start-up chatter (CUDA probing, oneDNN notes) out of the CLI's output.
+"""Keep TensorFlow's start-up chatter (CUDA probing, oneDNN notes) out of CLI and demo output.
 
 On a machine without a GPU every command used to start with lines such as::
 
@@ -6,7 +6,7 @@ On a machine without a GPU every command used to start with lines such as::
     I0000 00:00:1796172224.275169  533 cudart_stub.cc:31] Could not find cuda drivers on ...
     E0000 00:00:1796172233.649071  533 cuda_platform.cc:52] failed call to cuInit: ...
 
-Two things silence them, for the CLI only:
+Two things silence them, for the CLI and `make demo` (the library itself only sets level 2):
 
 - ``TF_CPP_MIN_LOG_LEVEL`` is raised from breastzoo's library default ``2`` to ``3``, so
   TensorFlow's C++ INFO, WARNING and ERROR logs (the ``cuInit`` failure) are dropped. A value
