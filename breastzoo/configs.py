@@ -45,6 +45,12 @@ class TrainConfig:
         separate_encoders: eqs. 1-3 encoders (False is the -Eq. 3 ablation).
         init: DeNet init, ``"glorot"``, ``"paper"`` U(-0.01, 0.01) or ``"random"`` (see DeNet).
         location_std: std of the Gaussian location policy (normalised coordinates).
+        location_policy: DeNet's move: ``"grid"`` (default, not the paper: a categorical over
+            image tiles with inhibition of return and a low-resolution context; training and
+            inference take the same walk) or ``"gaussian"`` (the paper). docs/models.md.
+        entropy_bonus: weight of the policy-entropy bonus in DeNet's loss.
+        warmup_steps: iterations in which SaNet trains on random glimpses before DeNet
+            learns (DeNet+SaNet only).
         width: base filter count of SaNet (paper-sized: 64).
         batch_size: images per iteration (paper: 4 for DeNet, i.e. 20 selected patches).
         epochs: training epochs.
@@ -100,11 +106,14 @@ class TrainConfig:
     max_steps: int = 10
     gamma: float = 0.25
     t_prime: float = 200.0
-    reward: str = "paper"
+    reward: str = "per_glimpse"
     reward_terms: tuple[str, ...] = ("rp", "rc")
     separate_encoders: bool = True
     init: str = "glorot"
     location_std: float = 0.1
+    location_policy: str = "grid"
+    entropy_bonus: float = 0.01
+    warmup_steps: int = 40
     width: int = 64
     batch_size: int = 4
     epochs: int = 30
@@ -179,13 +188,19 @@ class TrainConfig:
                                      ("lr_schedule", self.lr_schedule,
                                       ("exponential", "cosine")),
                                      ("keep_best", self.keep_best,
-                                      ("val_balanced_accuracy", "last"))):
+                                      ("val_balanced_accuracy", "last")),
+                                     ("location_policy", self.location_policy,
+                                      ("gaussian", "grid"))):
             if value not in allowed:
                 raise ValueError(f"Unknown {name}. Received: {name}={value!r}; expected one "
                                  f"of {', '.join(allowed)}")
         if not 0.0 <= self.color_jitter < 1.0:
             raise ValueError(f"color_jitter must be in [0, 1). Received: "
                              f"color_jitter={self.color_jitter}")
+        if self.entropy_bonus < 0 or self.warmup_steps < 0:
+            raise ValueError(f"entropy_bonus and warmup_steps must be >= 0. Received: "
+                             f"entropy_bonus={self.entropy_bonus}, "
+                             f"warmup_steps={self.warmup_steps}")
         if self.bagging < 1:
             raise ValueError(f"bagging must be >= 1. Received: bagging={self.bagging}")
         return self
@@ -207,7 +222,8 @@ class TrainConfig:
 _PRESETS: dict[str, dict] = {
     # Seconds on 2 CPU cores, for tests: tiny images, tiny network.
     "tiny": dict(image_size=(140, 92), patch_size=32, k=3, k_max=3, max_steps=4, width=4,
-                 batch_size=4, epochs=1, steps_per_epoch=3, augment="none", stain="none"),
+                 batch_size=4, epochs=1, steps_per_epoch=3, augment="none", stain="none",
+                 warmup_steps=1),
     # make demo: minutes on 2 CPU cores at full resolution. SaNet's Adam lr is 1e-3, not the
     # paper's 0.01: with a few hundred iterations 0.01 left DeNet+SaNet at chance (test IRR
     # 0.137 vs 0.295 on the same split; docs/benchmarks.md).
@@ -224,8 +240,11 @@ _PRESETS: dict[str, dict] = {
                  sanet_lr=1e-3, stain="none", color_jitter=0.1, lr_schedule="cosine",
                  patch_scale=2),
     # Paper 000's hyper-parameters.
+    # Paper 000's hyper-parameters, and its DeNet: Gaussian moves, the scalar reward, no
+    # warm-up or entropy bonus.
     "paper": dict(width=64, epochs=60, max_steps=10, batch_size=4, sanet_lr=0.01,
-                  init="paper"),
+                  init="paper", location_policy="gaussian", reward="paper", entropy_bonus=0.0,
+                  warmup_steps=0),
 }
 
 # Per-model changes on top of a preset (paper 002's hybrid differs from paper 000's models).

@@ -28,15 +28,20 @@ def cache_dir() -> Path:
 def demo_data_dir(size: str = DEMO_SIZE, seed: int = DEMO_SEED) -> Path:
     """Folder of the cached synthetic testbed of ``size`` and ``seed``.
 
+    The name holds the testbed's version (``TESTBED_VERSION`` of
+    :mod:`breastzoo.data.testbed`), so a cache written by an older generator is never reused.
+
     Args:
         size: testbed size (``"tiny"``, ``"demo"``, ``"full"``).
         seed: generator seed.
 
     Example:
         >>> demo_data_dir("tiny", 0).name
-        'testbed-tiny-seed0'
+        'testbed-v2-tiny-seed0'
     """
-    return cache_dir() / "data" / f"testbed-{size}-seed{seed}"
+    from breastzoo.data.testbed.layout import TESTBED_VERSION
+
+    return cache_dir() / "data" / f"testbed-v{TESTBED_VERSION}-{size}-seed{seed}"
 
 
 def ensure_demo_data(

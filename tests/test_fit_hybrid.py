@@ -53,6 +53,7 @@ def _crash_after_first_epoch(monkeypatch, where: str = "") -> list[str]:
     return seen
 
 
+@pytest.mark.slow  # 70 s on 2 cores
 def test_fit_breakhis_hybrid_resumes_and_writes_a_run_folder(tiny_testbed, tmp_path,
                                                              monkeypatch, eager):
     out = tmp_path / "hybrid"

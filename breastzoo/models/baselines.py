@@ -7,7 +7,10 @@
   ``random_roi`` (k random crops: Table V's "Random Selection") and ``oracle_roi`` (crops
   centred inside the ground-truth lesion, synthetic data only: the upper bound hard
   attention could reach) and ``centre_roi`` (k fixed crops around the image centre: what a
-  policy that learned only the centre prior would see).
+  policy that learned only the centre prior would see). ``grid_confident`` trains like
+  ``random_roi`` but at inference classifies every tile of a dense grid
+  (:func:`grid_centres`) and votes its k most confident tiles: attention without a policy,
+  which separates a failure of the RL policy from a limit of the patch classifier.
 
 All take uint8 (or float [0, 255]) ``[B, H, W, 3]`` images and return class probabilities;
 ``serving_outputs`` gives the serving contract's outputs (:mod:`breastzoo.export.serving`).
@@ -15,9 +18,11 @@ All take uint8 (or float [0, 255]) ``[B, H, W, 3]`` images and return class prob
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from breastzoo.checks import positive_int
@@ -31,13 +36,66 @@ from breastzoo.models.shared_ops import (
     vote,
 )
 
-__all__ = ["CENTRE_OFFSETS", "PatchVoteClassifier", "WholeImageClassifier"]
+__all__ = [
+    "CENTRE_OFFSETS",
+    "PATCH_MODES",
+    "PatchVoteClassifier",
+    "WholeImageClassifier",
+    "grid_centres",
+]
+
+#: PatchVoteClassifier modes and the model-table row (``fit --model``) of each.
+PATCH_MODES: dict[str, str] = {
+    "random": "random_roi",
+    "centre": "centre_roi",
+    "oracle": "oracle_roi",
+    "grid_confident": "grid_confident",
+}
 
 # centre_roi's crop centres, in half patch sides from the image centre (y, x): the centre,
 # the four diagonal neighbours (overlapping it by a quarter each), then four farther out.
 CENTRE_OFFSETS: tuple[tuple[int, int], ...] = (
     (0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1), (0, -2), (0, 2), (-2, 0), (2, 0),
 )
+
+
+def _grid_starts(length: int, window: int, stride: int) -> list[int]:
+    last = max(length - window, 0)
+    n = math.ceil(last / stride) + 1
+    return sorted({min(i * stride, last) for i in range(n)})
+
+
+def grid_centres(image_size: tuple[int, int], window: int,
+                 stride: int | None = None) -> np.ndarray:
+    """Pixel ``(y, x)`` centres of a dense grid of ``window``-wide square tiles.
+
+    Tiles start every ``stride`` pixels (default: half the window) along each axis; the last
+    tile of a row or column is moved back to end at the image's edge, so the grid covers the
+    whole image and every tile lies inside it. Row-major order (y, then x). A centre is the
+    tile's top-left corner plus ``window // 2``: the centre
+    :func:`~breastzoo.data.pipeline.crop_at` crops that exact window around.
+
+    Args:
+        image_size: ``(width, height)`` of the image.
+        window: tile side in image pixels.
+        stride: step between tile starts (default ``max(1, window // 2)``).
+
+    Returns:
+        float32 ``[T, 2]``.
+
+    Example:
+        >>> grid_centres((700, 460), 112).shape  # 12 columns x 8 rows at stride 56
+        (96, 2)
+        >>> grid_centres((64, 48), 16)[:2].tolist()
+        [[8.0, 8.0], [8.0, 16.0]]
+    """
+    window = positive_int("window", window)
+    stride = max(1, window // 2) if stride is None else positive_int("stride", stride)
+    width, height = int(image_size[0]), int(image_size[1])
+    ys = _grid_starts(height, window, stride)
+    xs = _grid_starts(width, window, stride)
+    half = window // 2
+    return np.array([(y + half, x + half) for y in ys for x in xs], "float32")
 
 
 @keras.saving.register_keras_serializable(package="breastzoo")
@@ -174,12 +232,18 @@ class PatchVoteClassifier(keras.Model):
     training pipeline samples them inside the lesion mask). Training uses cross-entropy on
     every patch with the image's label.
 
+    ``mode="grid_confident"`` trains exactly like ``"random"`` (k uniform crops per image);
+    in inference it classifies every tile of :func:`grid_centres` (stride half the window)
+    and votes the k tiles with the highest top-class probability, most confident first
+    (ties: the earlier tile in row-major order). Its crops depend only on the image, never on
+    the batch or a random draw.
+
     Args:
         num_classes: output classes.
         image_size: (width, height) of the inputs.
         patch_size: patch side.
         k: patches per image.
-        mode: ``"random"``, ``"centre"`` or ``"oracle"``.
+        mode: ``"random"``, ``"centre"``, ``"oracle"`` or ``"grid_confident"``.
         width, feature_dim: SaNet size.
         stain: stain normalisation inside the model.
         class_names, magnification: input contract.
@@ -195,6 +259,10 @@ class PatchVoteClassifier(keras.Model):
         >>> m = PatchVoteClassifier(2, image_size=(64, 48), patch_size=16, k=3, width=2)
         >>> m(np.zeros((2, 48, 64, 3), "uint8")).shape
         TensorShape([2, 2])
+        >>> g = PatchVoteClassifier(2, image_size=(64, 48), patch_size=16, k=3,
+        ...                         mode="grid_confident", width=2)
+        >>> g.num_tiles, g.infer(np.zeros((1, 48, 64, 3), "uint8"))["boxes"].shape
+        (35, TensorShape([1, 3, 4]))
     """
 
     def __init__(
@@ -216,16 +284,23 @@ class PatchVoteClassifier(keras.Model):
     ) -> None:
         super().__init__(**kwargs)
         self.patch_dihedral = bool(patch_dihedral)
-        if mode not in ("random", "centre", "oracle"):
-            raise ValueError(f"Unknown mode. Received: mode={mode!r}; expected random, "
-                             "centre, oracle")
+        if mode not in PATCH_MODES:
+            raise ValueError(f"Unknown mode. Received: mode={mode!r}; expected "
+                             f"{', '.join(PATCH_MODES)}")
         if mode == "centre" and not 1 <= int(k) <= len(CENTRE_OFFSETS):
             raise ValueError(f"centre_roi places at most {len(CENTRE_OFFSETS)} crops. "
                              f"Received: k={k}")
         self.num_classes = int(num_classes)
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.patch_size, self.k, self.mode = int(patch_size), int(k), mode
+        self.patch_size, self.k, self.mode = int(patch_size), positive_int("k", k), mode
         self.patch_scale = positive_int("patch_scale", patch_scale)
+        window = self.patch_size * self.patch_scale
+        self._grid = grid_centres(self.image_size, window) if mode == "grid_confident" else None
+        if self._grid is not None and self.k > len(self._grid):
+            raise ValueError(f"grid_confident picks k of its {len(self._grid)} tiles "
+                             f"({window}-pixel tiles at stride {max(1, window // 2)} on a "
+                             f"{self.image_size[0]}x{self.image_size[1]} image). Received: "
+                             f"k={self.k}")
         self.width, self.feature_dim = int(width), int(feature_dim)
         self.stain = stain
         self.class_names = list(class_names) if class_names else None
@@ -262,6 +337,11 @@ class PatchVoteClassifier(keras.Model):
         )
         return config
 
+    @property
+    def num_tiles(self) -> int | None:
+        """Tiles of the inference grid (``grid_confident``), else None."""
+        return None if self._grid is None else len(self._grid)
+
     def _split_inputs(self, inputs: Any) -> tuple[Any, Any]:
         if isinstance(inputs, dict):
             return inputs["images"], inputs.get("centres")
@@ -270,7 +350,9 @@ class PatchVoteClassifier(keras.Model):
         return inputs, None
 
     def patches(self, inputs: Any) -> tuple[Any, Any]:
-        """``(patches [B, k, s, s, 3] in [0, 1], centres [B, k, 2] pixels)``."""
+        """``(patches [B, k, s, s, 3] in [0, 1], centres [B, k, 2] pixels)``: the crops
+        ``call`` classifies (``grid_confident``: its random training crops; see
+        :meth:`tile_probs` for its inference grid)."""
         images, centres = self._split_inputs(inputs)
         if not self.built:
             self.build(images.shape)
@@ -301,16 +383,56 @@ class PatchVoteClassifier(keras.Model):
         probs = self.classifier(flat, training=training)
         return ops.reshape(probs, (-1, self.k, self.num_classes))
 
+    def tile_probs(self, images: Any) -> tuple[Any, Any]:
+        """``(probs [B, T, C], centres [T, 2])``: the classifier on every tile of the
+        inference grid, in inference mode (``grid_confident`` only).
+
+        Example:
+            >>> import numpy as np
+            >>> m = PatchVoteClassifier(2, image_size=(64, 48), patch_size=16, k=3,
+            ...                         mode="grid_confident", width=2)
+            >>> m.tile_probs(np.zeros((1, 48, 64, 3), "uint8"))[0].shape
+            TensorShape([1, 35, 2])
+        """
+        if self._grid is None:
+            raise ValueError(f"Only grid_confident classifies a tile grid. Received: "
+                             f"mode={self.mode!r}")
+        if isinstance(images, dict):
+            images = images["images"]
+        if not self.built:
+            self.build(images.shape)
+        x = to_unit_range(images, self.preprocess)
+        tiles = len(self._grid)
+        centres = ops.tile(ops.convert_to_tensor(self._grid[None]), (ops.shape(x)[0], 1, 1))
+        patches = crop_scaled(x, centres, self.patch_size, self.patch_scale)
+        ps = self.patch_size
+        flat = ops.reshape(patches, (-1, ps, ps, 3))
+        probs = self.classifier(flat, training=False)
+        return ops.reshape(probs, (-1, tiles, self.num_classes)), ops.convert_to_tensor(
+            self._grid)
+
+    def _confident_tiles(self, images: Any) -> tuple[Any, Any]:
+        """``(patch_probs [B, k, C], centres [B, k, 2])`` of the k most confident tiles,
+        most confident first. Builtin ops only: top_k, one_hot and batch matmuls (a one-hot
+        row times a matrix picks that row exactly)."""
+        probs, grid = self.tile_probs(images)
+        _, idx = ops.top_k(ops.max(probs, axis=-1), self.k, sorted=True)  # [B, k]
+        pick = ops.one_hot(idx, len(self._grid))  # [B, k, T]
+        return ops.matmul(pick, probs), ops.matmul(pick, grid)
+
     def infer(self, inputs: Any) -> dict[str, Any]:
         """``{"probs", "boxes", "n_rois", "patch_probs"}`` with the boxes actually voted on."""
         return self._infer(inputs)
 
     def _infer(self, inputs: Any, builtin_ops: bool = False) -> dict[str, Any]:
-        patches, centres = self.patches(inputs)
         ps = self.patch_size
-        flat = ops.reshape(patches, (-1, ps, ps, 3))
-        patch_probs = ops.reshape(self.classifier(flat, training=False), (-1, self.k,
-                                                                          self.num_classes))
+        if self._grid is not None:
+            patch_probs, centres = self._confident_tiles(inputs)
+        else:
+            patches, centres = self.patches(inputs)
+            flat = ops.reshape(patches, (-1, ps, ps, 3))
+            patch_probs = ops.reshape(self.classifier(flat, training=False),
+                                      (-1, self.k, self.num_classes))
         probs, n = vote(patch_probs, self.k, builtin_ops=builtin_ops)
         width, height = self.image_size
         window = ps * self.patch_scale
@@ -324,7 +446,7 @@ class PatchVoteClassifier(keras.Model):
     @property
     def spec_name(self) -> str:
         """This model's ``fit --model`` name (its row of :mod:`breastzoo.models.specs`)."""
-        return f"{self.mode}_roi"
+        return PATCH_MODES[self.mode]
 
     def serving_outputs(self, images: Any, *, builtin_ops: bool = False,
                         noise_rows: int = 1) -> dict[str, Any]:
@@ -332,8 +454,8 @@ class PatchVoteClassifier(keras.Model):
 
         Args:
             images: uint8 ``[B, H, W, 3]`` at ``image_size``.
-            builtin_ops: TFLite builtin ops only (``centre_roi``; ``random_roi`` draws
-                fresh crops with a random op, which has no builtin).
+            builtin_ops: TFLite builtin ops only (``centre_roi``, ``grid_confident``;
+                ``random_roi`` draws fresh crops with a random op, which has no builtin).
             noise_rows: unused (no location table).
 
         Which models may be served, and how, is the model table's to say
@@ -355,6 +477,8 @@ class PatchVoteClassifier(keras.Model):
         if training:
             # Keras' built-in loss needs one prediction per image: the mean patch probability.
             return ops.mean(self._patch_probs(inputs, True), axis=1)
+        if self._grid is not None:
+            return vote(self._confident_tiles(inputs)[0], self.k)[0]
         return vote(self._patch_probs(inputs, False), self.k)[0]
 
     def train_step(self, data: Any) -> dict[str, Any]:

@@ -98,6 +98,7 @@ __all__ = [
     "HEAD_STD",
     "INFERENCE_LABELS",
     "INITS",
+    "LOCATION_POLICIES",
     "STATE_FIELDS",
     "STATE_NORMS",
     "Z_DIM",
@@ -120,6 +121,13 @@ INITS: tuple[str, ...] = ("glorot", "paper", "random")
 STATE_NORMS: tuple[str, ...] = ("joint", "separate", "none")
 INFERENCE_LABELS: tuple[str, ...] = ("predicted", "zero")
 LOC_POLICIES: tuple[str, ...] = ("center", "random")
+#: How DeNet picks the next glimpse: the paper's Gaussian over [0, 1]^2, or a categorical
+#: over a grid of candidate tiles with inhibition of return (not the paper; issue 12).
+LOCATION_POLICIES: tuple[str, ...] = ("gaussian", "grid")
+#: Low-resolution pixels per grid tile side in the ``"grid"`` policy's context thumbnail.
+CONTEXT_CELL = 8
+#: Logit added to tiles already visited (inhibition of return); exp() of it is exactly 0.
+_VISITED_LOGIT = -1e9
 _EPS = 1e-7
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Std of the output heads' kernels under ``init="glorot"``: small, so the first policy is
@@ -215,6 +223,15 @@ class DeNet(keras.Model):
             unknown: ``"predicted"`` (SaNet's prediction) or ``"zero"``.
         max_iterations: the iteration normaliser of :meth:`make_state` (paper's T' = 200).
         seed: seed of the ``init`` initialisers (``None`` = Keras' global seeding).
+        location_policy: ``"gaussian"`` (the paper: N(mu_t, sigma^2) over [0, 1]^2) or
+            ``"grid"`` (not the paper): a categorical over the ``grid_shape`` tiles of
+            :meth:`tile_locations`, with inhibition of return (a visited tile gets probability
+            0). Its logits are the LSTM's tile head plus a per-image tile saliency that a
+            small convolutional context network reads from a low-resolution thumbnail of the
+            whole image (:meth:`context_logits`, the "context network" of Ba et al. 2015's
+            deep recurrent attention model). The paper's DeNet never sees pixels, so its
+            first glimpse, and every move away from tissue that shows nothing, is blind.
+        grid_shape: ``(rows, cols)`` of the tile grid (``"grid"`` only).
         **kwargs: passed to ``keras.Model``.
 
     Call:
@@ -245,9 +262,23 @@ class DeNet(keras.Model):
         inference_label: str = "predicted",
         max_iterations: int = 200,
         seed: int | None = None,
+        location_policy: str = "gaussian",
+        grid_shape: tuple[int, int] | list[int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.location_policy = one_of("location_policy", location_policy, LOCATION_POLICIES)
+        if self.location_policy == "grid":
+            if grid_shape is None or len(grid_shape) != 2:
+                raise ValueError(
+                    "The grid location policy needs grid_shape=(rows, cols). "
+                    f"Received: grid_shape={grid_shape!r}"
+                )
+            self.grid_shape: tuple[int, int] | None = (
+                positive_int("grid rows", grid_shape[0]), positive_int("grid cols", grid_shape[1])
+            )
+        else:
+            self.grid_shape = None
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(
                 f"num_classes must be an int >= 2. Received: num_classes={num_classes!r}"
@@ -305,8 +336,31 @@ class DeNet(keras.Model):
         self.select_head = layers.Dense(
             1, activation="sigmoid", name="select_head", **dense(5, "head")
         )
-        self.loc_head = layers.Dense(2, activation="sigmoid", name="loc_head", **dense(6, "head"))
+        self.loc_head = None
+        if self.grid_shape is None:
+            self.loc_head = layers.Dense(2, activation="sigmoid", name="loc_head",
+                                         **dense(6, "head"))
         self.log_loc_std = None
+        self.tile_head = None
+        self.context_net = None
+        if self.grid_shape is not None:
+            # Tile logits from the LSTM: where to go next given what was seen so far.
+            self.tile_head = layers.Dense(self.num_tiles, name="tile_head", **dense(7, "head"))
+            # Per-tile saliency from a thumbnail with CONTEXT_CELL^2 pixels per tile: two 3x3
+            # convolutions, average-pooled to one 16-d vector per tile, then one score. The
+            # last layer is a small head, so the first policy is near-uniform.
+            self.context_net = keras.Sequential(
+                [
+                    layers.Conv2D(16, 3, padding="same", activation="relu",
+                                  name="context_conv1", **dense(8)),
+                    layers.Conv2D(16, 3, padding="same", activation="relu",
+                                  name="context_conv2", **dense(9)),
+                    layers.AveragePooling2D(CONTEXT_CELL, name="context_pool"),
+                    layers.Dense(16, activation="relu", name="context_dense", **dense(10)),
+                    layers.Dense(1, name="context_score", **dense(11, "head")),
+                ],
+                name="context_net",
+            )
 
     # ------------------------------------------------------------------ initialisers
 
@@ -399,7 +453,12 @@ class DeNet(keras.Model):
             self.state_encoder.build((None, self.state_dim))
         self.lstm.build((None, self.state_units))
         self.select_head.build((None, self.lstm_units))
-        self.loc_head.build((None, self.lstm_units))
+        if self.loc_head is not None:
+            self.loc_head.build((None, self.lstm_units))
+        else:
+            self.tile_head.build((None, self.lstm_units))
+            rows, cols = self.grid_shape
+            self.context_net.build((None, rows * CONTEXT_CELL, cols * CONTEXT_CELL, 3))
         if self.learn_loc_std:
             self.log_loc_std = self.add_weight(
                 shape=(2,),
@@ -426,6 +485,8 @@ class DeNet(keras.Model):
                 "inference_label": self.inference_label,
                 "max_iterations": self.max_iterations,
                 "seed": self.seed,
+                "location_policy": self.location_policy,
+                "grid_shape": None if self.grid_shape is None else list(self.grid_shape),
             }
         )
         return config
@@ -540,7 +601,9 @@ class DeNet(keras.Model):
             training: passed to the layers (no dropout or BN here; kept for symmetry).
 
         Returns:
-            ``(select_prob [B] in (0, 1), loc_mean [B, 2] in (0, 1), [h, c])``.
+            ``(select_prob [B] in (0, 1), loc_mean [B, 2] in (0, 1), [h, c])``; under the
+            ``"grid"`` policy the middle value is the LSTM's tile logits ``[B, num_tiles]``
+            (add :meth:`context_logits` and mask visited tiles with :meth:`tile_policy`).
 
         Example:
             >>> import numpy as np
@@ -553,7 +616,7 @@ class DeNet(keras.Model):
         h = self.encode(state)
         out, new_state = self.lstm(h, list(lstm_state), training=training)
         select_prob = ops.squeeze(self.select_head(out), axis=-1)
-        loc_mean = self.loc_head(out)
+        loc_mean = self.tile_head(out) if self.grid_shape is not None else self.loc_head(out)
         return select_prob, loc_mean, list(new_state)
 
     def call(self, inputs: Any, training: bool | None = None) -> tuple[Any, Any]:
@@ -694,5 +757,169 @@ class DeNet(keras.Model):
         dtype = self.compute_dtype
         p = ops.clip(ops.cast(ops.convert_to_tensor(select_prob), dtype), _EPS, 1.0 - _EPS)
         bern = -(p * ops.log(p) + (1.0 - p) * ops.log(1.0 - p))
+        if self.grid_shape is not None:  # the move's entropy is tile_entropy's
+            return bern
         gauss = ops.sum(0.5 * (_LOG_2PI + 1.0) + ops.log(self.location_std()))
         return bern + gauss
+
+    # ------------------------------------------------------------------ grid policy
+
+    @property
+    def num_tiles(self) -> int:
+        """Number of candidate tiles of the ``"grid"`` policy (0 for ``"gaussian"``)."""
+        return 0 if self.grid_shape is None else self.grid_shape[0] * self.grid_shape[1]
+
+    def tile_locations(self) -> Any:
+        """``[num_tiles, 2]`` float32 (y, x) locations in [0, 1]^2 of the grid tiles, row-major.
+
+        Locations 0 and 1 put a window flush with the image border, so ``rows`` and ``cols``
+        evenly spaced values cover the whole image whenever ``rows * window >= height``.
+
+        Example:
+            >>> DeNet(2, location_policy="grid", grid_shape=(2, 3)).tile_locations().tolist()[:3]
+            [[0.0, 0.0], [0.0, 0.5], [0.0, 1.0]]
+        """
+        import numpy as np
+
+        if self.grid_shape is None:
+            raise ValueError("tile_locations needs location_policy='grid'.")
+        rows, cols = self.grid_shape
+
+        def axis(n: int) -> Any:
+            return np.linspace(0.0, 1.0, n) if n > 1 else np.array([0.5])
+
+        yy, xx = np.meshgrid(axis(rows), axis(cols), indexing="ij")
+        return np.stack([yy.ravel(), xx.ravel()], axis=-1).astype("float32")
+
+    def context_logits(self, thumbnail: Any) -> Any:
+        """Per-image tile saliency ``[B, num_tiles]`` from a ``[B, rows * CONTEXT_CELL,
+        cols * CONTEXT_CELL, 3]`` thumbnail of the whole image in [0, 1].
+
+        Example:
+            >>> import numpy as np
+            >>> d = DeNet(2, location_policy="grid", grid_shape=(2, 3))
+            >>> d.context_logits(np.zeros((1, 16, 24, 3), "float32")).shape
+            TensorShape([1, 6])
+        """
+        self._ensure_built(None)
+        score = self.context_net(ops.convert_to_tensor(thumbnail, self.compute_dtype))
+        return ops.reshape(score, (-1, self.num_tiles))
+
+    def first_tile_logits(self, context: Any) -> Any:
+        """Logits of the first glimpse: the tile head at a zero LSTM output plus the context.
+
+        Example:
+            >>> import numpy as np
+            >>> d = DeNet(2, location_policy="grid", grid_shape=(1, 2))
+            >>> d.first_tile_logits(np.zeros((3, 2), "float32")).shape
+            TensorShape([3, 2])
+        """
+        self._ensure_built(None)
+        # A zero LSTM output leaves the tile head's bias.
+        return ops.cast(context, self.compute_dtype) + self.tile_head.bias[None, :]
+
+    def tile_policy(self, logits: Any, visited: Any) -> Any:
+        """Log-probabilities ``[B, num_tiles]`` over the tiles not yet visited.
+
+        Args:
+            logits: ``[B, num_tiles]`` tile logits (head + context).
+            visited: ``[B, num_tiles]`` 0/1; a visited tile gets log-probability about -1e9.
+
+        Example:
+            >>> import numpy as np
+            >>> d = DeNet(2, location_policy="grid", grid_shape=(1, 2))
+            >>> lp = d.tile_policy(np.zeros((1, 2), "float32"), np.array([[1.0, 0.0]]))
+            >>> round(float(np.exp(lp[0, 1])), 3)
+            1.0
+        """
+        masked = ops.cast(logits, self.compute_dtype) + _VISITED_LOGIT * ops.cast(
+            visited, self.compute_dtype
+        )
+        return ops.log_softmax(masked, axis=-1)
+
+    def sample_tile(
+        self, log_probs: Any, seed_generator: Any = None, deterministic: bool = False, *,
+        builtin_ops: bool = False,
+    ) -> tuple[Any, Any, Any]:
+        """Pick the next tile: a draw (training) or the most probable tile (inference).
+
+        Args:
+            log_probs: ``[B, num_tiles]`` from :meth:`tile_policy`.
+            seed_generator: ``keras.random.SeedGenerator`` for draws.
+            deterministic: take the argmax: deterministic per image, whatever the batch.
+            builtin_ops: argmax with ``tf.argmax`` (a TFLite builtin).
+
+        Returns:
+            ``(one_hot [B, num_tiles], loc [B, 2], log_prob [B])``; the one-hot and location
+            carry no gradient, ``log_prob`` does.
+
+        Example:
+            >>> import numpy as np
+            >>> d = DeNet(2, location_policy="grid", grid_shape=(1, 2))
+            >>> hot, loc, lp = d.sample_tile(np.log([[0.2, 0.8]]), deterministic=True)
+            >>> loc.numpy().tolist()
+            [[0.5, 1.0]]
+        """
+        from breastzoo.models.shared_ops import argmax
+
+        log_probs = ops.cast(ops.convert_to_tensor(log_probs), self.compute_dtype)
+        if deterministic:
+            index = argmax(log_probs, -1, builtin_ops=builtin_ops)
+        else:
+            if seed_generator is None:
+                raise ValueError(
+                    "Stochastic sampling needs a keras.random.SeedGenerator. "
+                    "Received: seed_generator=None"
+                )
+            index = ops.squeeze(keras.random.categorical(log_probs, 1, seed=seed_generator),
+                                axis=-1)
+        hot = ops.stop_gradient(ops.one_hot(index, self.num_tiles, dtype=self.compute_dtype))
+        loc = ops.matmul(hot, ops.convert_to_tensor(self.tile_locations(), self.compute_dtype))
+        return hot, loc, ops.sum(hot * log_probs, axis=-1)
+
+    def sample_select(
+        self, select_prob: Any, seed_generator: Any = None, deterministic: bool = False
+    ) -> tuple[Any, Any]:
+        """The select action alone (the grid policy draws its move with :meth:`sample_tile`).
+
+        Args:
+            select_prob: ``[B]`` p_t.
+            seed_generator: ``keras.random.SeedGenerator`` for draws.
+            deterministic: select = (p_t > 0.5).
+
+        Returns:
+            ``(select [B] 0/1 without gradient, log Bernoulli(select; p) [B])``.
+
+        Example:
+            >>> d = DeNet(2, location_policy="grid", grid_shape=(1, 2))
+            >>> sel, lp = d.sample_select([0.9], deterministic=True)
+            >>> float(sel[0]), round(float(lp[0]), 4)
+            (1.0, -0.1054)
+        """
+        dtype = self.compute_dtype
+        p = ops.cast(ops.convert_to_tensor(select_prob), dtype)
+        if deterministic:
+            select = ops.cast(p > 0.5, dtype)
+        else:
+            if seed_generator is None:
+                raise ValueError(
+                    "Stochastic sampling needs a keras.random.SeedGenerator. "
+                    "Received: seed_generator=None"
+                )
+            select = ops.cast(keras.random.uniform(ops.shape(p), seed=seed_generator,
+                                                   dtype=dtype) < p, dtype)
+        select = ops.stop_gradient(select)
+        q = ops.clip(p, _EPS, 1.0 - _EPS)
+        return select, select * ops.log(q) + (1.0 - select) * ops.log(1.0 - q)
+
+    def tile_entropy(self, log_probs: Any) -> Any:
+        """Entropy ``[B]`` (nats) of the tile policy over the tiles not yet visited.
+
+        Example:
+            >>> import numpy as np
+            >>> d = DeNet(2, location_policy="grid", grid_shape=(1, 2))
+            >>> round(float(d.tile_entropy(np.log([[0.5, 0.5]]))[0]), 4)
+            0.6931
+        """
+        log_probs = ops.cast(ops.convert_to_tensor(log_probs), self.compute_dtype)
+        return -ops.sum(ops.exp(log_probs) * ops.maximum(log_probs, -1e4), axis=-1)

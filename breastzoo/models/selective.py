@@ -23,10 +23,22 @@ Training (one iteration on a mini-batch of B full-resolution images, ``train_ste
    per iteration: the select action at step t is rewarded with q_t - mean(q) if it selected
    the patch (0 otherwise), and the location action that moved DeNet onto patch t with
    q_t - mean(q), where q_t is SaNet's log-likelihood of the true class on patch t and the
-   mean is over the batch's glimpses (the baseline). Unbiased REINFORCE for each action with
-   far less variance than a shared scalar: DeNet learns *which* glimpses to keep and *where*
-   the informative ones were.
+   mean is over the same image's glimpses (the baseline: it removes how easy the image is).
+   Unbiased REINFORCE for each action with far less variance than a shared scalar: DeNet
+   learns *which* glimpses to keep and *where* the informative ones were.
 4. Both networks update every iteration ("co-evolution"), each with its own Adam optimizer.
+
+``location_policy="grid"`` (not the paper; the default of ``TrainConfig``): DeNet moves over a
+grid of tiles covering the image instead of drawing a Gaussian location. Its first glimpse
+and every move are a categorical over the tiles not yet visited (inhibition of return), with
+logits = DeNet's LSTM tile head + a per-image tile saliency from a small convolutional
+context network on a low-resolution thumbnail (:class:`~breastzoo.models.denet.DeNet`).
+Training draws from that policy and inference takes its most probable tile, over the same
+``max(max_steps, k_max)`` glimpses: one walk, deterministic per image at inference and
+free of random ops (the Gaussian walk starts at a random point in training, at the centre at
+inference, and draws fixed-seed noise there). With ``reward="per_glimpse"`` each tile choice
+earns q_t - mean over the image's glimpses. ``warmup_steps`` lets SaNet learn on random
+tiles before DeNet's rewards count; ``entropy_bonus`` keeps the policy exploring.
 
 Inference (``call`` / :meth:`SelectiveAttention.infer`): DeNet starts at the image centre and
 acts deterministically for ``2 * k_max`` glimpses: select if p > 0.5; move to the policy mean
@@ -59,10 +71,16 @@ import keras
 from keras import ops
 
 from breastzoo.checks import positive_int
-from breastzoo.models.denet import DeNet
+from breastzoo.models.denet import CONTEXT_CELL, DeNet
 from breastzoo.models.patch_classifiers import make_patch_classifier
 from breastzoo.models.preprocessing import make_stain_layer, to_unit_range
-from breastzoo.models.shared_ops import argmax, crop_scaled, random_dihedral, vote
+from breastzoo.models.shared_ops import (
+    argmax,
+    crop_scaled,
+    random_dihedral,
+    resize_antialiased,
+    vote,
+)
 
 __all__ = [
     "REWARDS",
@@ -81,18 +99,23 @@ ROI_ORDERS = ("selected", "probability")
 _EPS = 1e-7
 
 
-def per_glimpse_policy_loss(q: Any, select: Any, log_p_select: Any, log_p_move: Any) -> Any:
+def per_glimpse_policy_loss(q: Any, select: Any, log_p_select: Any, log_p_move: Any, *,
+                            aligned: bool = False) -> Any:
     """REINFORCE loss crediting every DeNet action with the patch it produced.
 
-    The select action at step t earns ``select_t * (q_t - mean(q))``; the location drawn at
-    step t (it moved DeNet onto patch t + 1) earns ``q_{t+1} - mean(q)``. The batch mean of q
-    is the baseline.
+    The select action at step t earns ``select_t * (q_t - b)``; the location drawn at
+    step t (it moved DeNet onto patch t + 1) earns ``q_{t+1} - b``. The baseline b is the
+    mean of q over the same image's glimpses: it removes how easy the image is, so what is
+    left says how good this glimpse was compared with the image's others (a batch-wide
+    baseline would credit every glimpse of an easy image).
 
     Args:
         q: ``[B, T]`` SaNet's log-likelihood of the true class on each glimpse (no gradient).
         select: ``[B, T]`` 0/1 select actions.
         log_p_select: ``[B, T]`` log-probability of each select action.
         log_p_move: ``[B, T]`` log-probability of each location drawn at step t.
+        aligned: ``log_p_move[:, t]`` is the move that produced patch t (the grid policy,
+            which chooses its first glimpse too) rather than the move drawn at step t.
 
     Returns:
         Scalar loss (minimise it).
@@ -105,11 +128,11 @@ def per_glimpse_policy_loss(q: Any, select: Any, log_p_select: Any, log_p_move: 
         1.0
     """
     q = ops.convert_to_tensor(q, "float32")
-    gain = ops.stop_gradient(q - ops.mean(q))
+    gain = ops.stop_gradient(q - ops.mean(q, axis=1, keepdims=True))
     select = ops.cast(select, "float32")
-    per_image = ops.sum(select * gain * log_p_select, axis=1) + ops.sum(
-        gain[:, 1:] * ops.cast(log_p_move, "float32")[:, :-1], axis=1
-    )
+    move = ops.cast(log_p_move, "float32")
+    moves = ops.sum(gain * move, axis=1) if aligned else ops.sum(gain[:, 1:] * move[:, :-1], 1)
+    per_image = ops.sum(select * gain * log_p_select, axis=1) + moves
     return -ops.mean(per_image)
 
 
@@ -152,6 +175,17 @@ class SelectiveAttention(keras.Model):
         selection: ``"denet"`` (the select head picks the k training patches) or ``"all"``
             (every visited patch trains SaNet: the convergence baseline of paper 000).
         seed: seed for sampling.
+        location_policy: ``"gaussian"`` (the paper) or ``"grid"``: DeNet picks each glimpse,
+            the first one included, among a grid of tiles covering the image, never the same
+            tile twice, from its LSTM and a low-resolution context of the whole image
+            (:class:`~breastzoo.models.denet.DeNet`). Training and inference then walk the
+            same way: the same ``max(max_steps, k_max)`` glimpses, sampled in training and
+            the most probable tile at inference (deterministic per image).
+        entropy_bonus: weight of the policy's entropy (select + tile) subtracted from
+            DeNet's loss: it keeps the policy exploring while SaNet is still changing.
+        warmup_steps: iterations at the start in which SaNet trains on uniformly random
+            glimpses (the first ``k`` of each walk) and DeNet is not updated, so the policy's
+            first rewards come from a classifier that already tells classes apart.
         **kwargs: passed to ``keras.Model``.
     """
 
@@ -182,10 +216,24 @@ class SelectiveAttention(keras.Model):
         seed: int = 0,
         patch_scale: int = 1,
         patch_dihedral: bool = False,
+        location_policy: str = "gaussian",
+        entropy_bonus: float = 0.0,
+        warmup_steps: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.patch_dihedral = bool(patch_dihedral)
+        self.entropy_bonus = float(entropy_bonus)
+        if not (math.isfinite(self.entropy_bonus) and self.entropy_bonus >= 0):
+            raise ValueError(
+                f"entropy_bonus must be >= 0. Received: entropy_bonus={entropy_bonus!r}"
+            )
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or (
+                warmup_steps < 0):
+            raise ValueError(
+                f"warmup_steps must be an int >= 0. Received: warmup_steps={warmup_steps!r}"
+            )
+        self.warmup_steps = warmup_steps
         if roi_order not in ROI_ORDERS:
             raise ValueError(
                 f"Unknown roi_order. Received: roi_order={roi_order!r}; expected one of "
@@ -240,6 +288,8 @@ class SelectiveAttention(keras.Model):
         self.classifier = make_patch_classifier(
             classifier, num_classes, width=width, feature_dim=feature_dim, patch_size=patch_size
         )
+        width_px, height_px = self.image_size
+        grid_shape = (math.ceil(height_px / self.window), math.ceil(width_px / self.window))
         self.denet = DeNet(
             num_classes,
             feature_dim=feature_dim,
@@ -248,7 +298,16 @@ class SelectiveAttention(keras.Model):
             loc_std=location_std,
             max_iterations=max(1, int(t_prime)),
             seed=seed,
+            location_policy=location_policy,
+            grid_shape=grid_shape if location_policy == "grid" else None,
         )
+        self.location_policy = self.denet.location_policy
+        if self.location_policy == "grid" and self.walk_steps > self.denet.num_tiles:
+            raise ValueError(
+                f"The grid has {self.denet.num_tiles} tiles, fewer than the "
+                f"{self.walk_steps} glimpses of a walk. Received: max_steps={max_steps}, "
+                f"k_max={k_max}, image_size={self.image_size}"
+            )
         self.preprocess = make_stain_layer(stain)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.denet_optimizer: keras.optimizers.Optimizer | None = None
@@ -321,6 +380,9 @@ class SelectiveAttention(keras.Model):
             selection=self.selection,
             roi_order=self.roi_order,
             seed=self.seed,
+            location_policy=self.location_policy,
+            entropy_bonus=self.entropy_bonus,
+            warmup_steps=self.warmup_steps,
         )
         return config
 
@@ -355,6 +417,15 @@ class SelectiveAttention(keras.Model):
         if not self.built:
             self.build(tuple(images.shape))
         return to_unit_range(images, self.preprocess)
+
+    @property
+    def walk_steps(self) -> int:
+        """Glimpses of an inference walk: ``max(2 * k_max, max_steps)`` for the Gaussian
+        policy (the paper's walk, longer at inference than in training) and
+        ``max(max_steps, k_max)`` for the grid, in training and inference alike."""
+        if self.location_policy == "grid":
+            return max(self.max_steps, self.k_max)
+        return max(2 * self.k_max, self.max_steps)
 
     @property
     def window(self) -> int:
@@ -415,6 +486,8 @@ class SelectiveAttention(keras.Model):
         row ``i % noise_rows``) and the patch class from ``tf.argmax``
         (:mod:`breastzoo.models.shared_ops`).
         """
+        if self.location_policy == "grid":
+            return self._grid_rollout(x, labels, steps, training, builtin_ops=builtin_ops)
         batch = ops.shape(x)[0]
         loc = self.denet.initial_location(
             batch, "random" if training else "center", self.seed_generator
@@ -473,6 +546,56 @@ class SelectiveAttention(keras.Model):
             loc = next_loc
         return {key: ops.stack(values, axis=1) for key, values in out.items()}
 
+    def _grid_rollout(self, x: Any, labels: Any, steps: int, training: bool, *,
+                      builtin_ops: bool = False, warm: Any = None) -> dict[str, Any]:
+        """The grid policy's walk: ``steps`` distinct tiles, the first chosen from the context.
+
+        Step t picks tile t (a draw in training, the most probable unvisited tile at
+        inference), crops it, lets SaNet see it (inference mode, no gradient) and DeNet
+        decide whether to select it; DeNet's LSTM output then sets the next tile's logits.
+        ``warm`` (a scalar bool tensor, training only): draw tiles uniformly instead (the
+        SaNet warm-up). Keys as :meth:`_rollout`, plus ``"select_logp"`` and
+        ``"move_logp"`` (index t: the move that produced patch t).
+        """
+        denet = self.denet
+        rows, cols = denet.grid_shape
+        cell = CONTEXT_CELL
+        thumb = resize_antialiased(x, (rows * cell, cols * cell), builtin_ops=builtin_ops)
+        context = denet.context_logits(thumb)
+        logits = denet.first_tile_logits(context)
+        lstm_state = denet.initial_state(ops.shape(x)[0])
+        visited = ops.zeros_like(context)
+        keys = ("patch", "probs", "p", "select", "loc", "logp", "entropy", "select_logp",
+                "move_logp")
+        out: dict[str, list] = {k: [] for k in keys}
+        for _ in range(steps):
+            log_pi = denet.tile_policy(logits, visited)
+            draw_from = log_pi
+            if warm is not None:
+                draw_from = ops.where(warm, denet.tile_policy(ops.zeros_like(logits), visited),
+                                      log_pi)
+            hot, loc, _ = denet.sample_tile(draw_from, self.seed_generator,
+                                            deterministic=not training, builtin_ops=builtin_ops)
+            move_logp = ops.sum(hot * log_pi, axis=-1)
+            tile_entropy = denet.tile_entropy(log_pi)
+            visited = visited + hot
+            patch = self._crop(x, loc)
+            feats, probs = self.classifier.features_and_probs(patch, training=False)
+            feats, probs = ops.stop_gradient(feats), ops.stop_gradient(probs)
+            pred = argmax(probs, -1, builtin_ops=builtin_ops)
+            s = denet.make_state(feats, self.avg_train_loss, self.best_val_accuracy,
+                                 self.iteration, pred, labels, loc)
+            p, head, lstm_state = denet.step(s, lstm_state, training=training)
+            logits = head + context
+            select, select_logp = denet.sample_select(p, self.seed_generator,
+                                                      deterministic=not training)
+            for key, value in (("patch", patch), ("probs", probs), ("p", p), ("select", select),
+                               ("loc", loc), ("logp", select_logp + move_logp),
+                               ("entropy", denet.entropy(p) + tile_entropy),
+                               ("select_logp", select_logp), ("move_logp", move_logp)):
+                out[key].append(value)
+        return {key: ops.stack(values, axis=1) for key, values in out.items()}
+
     def infer(self, images: Any) -> dict[str, Any]:
         """Deterministic inference with ROIs.
 
@@ -489,7 +612,7 @@ class SelectiveAttention(keras.Model):
     def _infer(self, images: Any, builtin_ops: bool = False,
                noise_rows: int = 1) -> dict[str, Any]:
         x = self._scale(images)
-        steps = max(2 * self.k_max, self.max_steps)
+        steps = self.walk_steps
         r = self._rollout(x, None, steps, training=False, builtin_ops=builtin_ops,
                           noise_rows=noise_rows)
         # Selected glimpses first, in order; then the rest by decreasing select probability.
@@ -560,18 +683,29 @@ class SelectiveAttention(keras.Model):
         labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
         x = self._scale(images)
         batch = ops.shape(x)[0]
-        steps, ps = self.max_steps, self.patch_size
+        grid = self.location_policy == "grid"
+        steps = self.walk_steps if grid else self.max_steps
+        ps = self.patch_size
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        # SaNet warm-up: uniformly random glimpses, the first k of each walk train SaNet, and
+        # DeNet waits (its rewards would come from a classifier that knows nothing yet).
+        warm = self.iteration < float(self.warmup_steps)
 
         with tf.GradientTape(persistent=True) as tape:
-            r = self._rollout(x, labels, steps, training=True)
+            if grid:
+                r = self._grid_rollout(x, labels, steps, training=True, warm=warm)
+            else:
+                r = self._rollout(x, labels, steps, training=True)
             # The first k selected glimpses of each image train the classifier.
+            select = r["select"]
+            if self.warmup_steps:
+                first_k = ops.cast(ops.arange(steps) < self.k, "float32")[None, :]
+                select = ops.where(warm, first_k * ops.ones_like(select), select)
             if self.selection == "all":
                 # Convergence baseline: SaNet trains on every glimpse DeNet visits.
-                keep, chosen, n = ops.ones_like(r["select"]), r["patch"], steps
+                keep, chosen, n = ops.ones_like(select), r["patch"], steps
             else:
-                keep = r["select"] * ops.cast(ops.cumsum(r["select"], axis=1) <= self.k,
-                                              "float32")
+                keep = select * ops.cast(ops.cumsum(select, axis=1) <= self.k, "float32")
                 # Gather those k slots so SaNet's forward and backward pass cost k patches per
                 # image, not max_steps (the time saving the paper claims); images with fewer
                 # than k selections fill the slots with unselected glimpses of weight 0.
@@ -602,12 +736,21 @@ class SelectiveAttention(keras.Model):
                 # q_t: how well patch t shows the true class (what DeNet's classifier saw).
                 q = ops.log(ops.clip(ops.sum(r["probs"] * true, axis=-1), _EPS, 1.0))
                 reward = ops.mean(q, axis=1)
-                bern, gauss = self.denet.log_prob_parts(r["select"], r["next_loc"], r["p"],
-                                                        r["mu"])
-                denet_loss = per_glimpse_policy_loss(q, r["select"], bern, gauss) / replicas
+                if grid:
+                    bern, move = r["select_logp"], r["move_logp"]
+                else:
+                    bern, move = self.denet.log_prob_parts(r["select"], r["next_loc"], r["p"],
+                                                           r["mu"])
+                denet_loss = per_glimpse_policy_loss(q, r["select"], bern, move,
+                                                     aligned=grid) / replicas
             else:
                 advantage = ops.stop_gradient(reward - self.baseline)
                 denet_loss = -ops.mean(ops.sum(r["logp"], axis=1) * advantage) / replicas
+            if self.entropy_bonus:
+                denet_loss = denet_loss - self.entropy_bonus * ops.mean(
+                    ops.sum(r["entropy"], axis=1)) / replicas
+            if self.warmup_steps:
+                denet_loss = denet_loss * (1.0 - ops.cast(warm, "float32"))
 
         cls_vars = self.classifier.trainable_variables
         self.optimizer.apply(tape.gradient(sanet_loss, cls_vars), cls_vars)

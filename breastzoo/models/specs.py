@@ -15,6 +15,7 @@ sanet_resize      WholeImageClassifier  no        no        no      builtin
 resnet50_full     WholeImageClassifier  no        no        no      builtin
 random_roi        PatchVoteClassifier   yes       yes       no      savedmodel
 centre_roi        PatchVoteClassifier   yes       yes       no      builtin
+grid_confident    PatchVoteClassifier   yes       yes       no      builtin
 oracle_roi        PatchVoteClassifier   yes       yes       yes     none
 hybrid            Hybrid                yes       no        no      builtin
 ================  ====================  ========  ========  ======  =====================
@@ -173,7 +174,8 @@ def _selective(config: TrainConfig, n: int, common: dict[str, Any], *,
         reward_terms=config.reward_terms, separate_encoders=config.separate_encoders,
         init=config.init, location_std=config.location_std, selection=config.selection,
         roi_order=config.roi_order, patch_scale=config.patch_scale, seed=config.seed,
-        patch_dihedral=config.patch_dihedral, **common,
+        patch_dihedral=config.patch_dihedral, location_policy=config.location_policy,
+        entropy_bonus=config.entropy_bonus, warmup_steps=config.warmup_steps, **common,
     )
 
 
@@ -218,6 +220,11 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec("random_roi", _PATCH, functools.partial(_patch_vote, mode="random"),
                   has_rois=True, selects_rois=True, serving="savedmodel"),
         ModelSpec("centre_roi", _PATCH, functools.partial(_patch_vote, mode="centre"),
+                  has_rois=True, selects_rois=True),
+        # Trained as random_roi; infers on a dense tile grid and votes its k most confident
+        # tiles (chosen per image, so the hit rate means something; no random op: builtin).
+        ModelSpec("grid_confident", _PATCH,
+                  functools.partial(_patch_vote, mode="grid_confident"),
                   has_rois=True, selects_rois=True),
         ModelSpec("oracle_roi", _PATCH, functools.partial(_patch_vote, mode="oracle"),
                   has_rois=True, selects_rois=True, needs_lesion_centres=True,

@@ -165,7 +165,9 @@ def test_masks_exist_match_and_cover_part_of_the_image(tiny):
         m = np.asarray(mask)
         assert set(np.unique(m)) <= {0, 255}
         fractions.append((m > 0).mean())
-    assert 0.08 <= min(fractions) and max(fractions) <= 0.40
+    # Small lesions (testbed v2): a few percent of the field, exactly the drawn share.
+    lo, hi = testbed.LESION_FRACTION
+    assert lo - 0.005 <= min(fractions) and max(fractions) <= hi + 0.005
 
 
 def test_mask_path_and_manifest_from_any_level(tiny):
@@ -214,32 +216,41 @@ def test_different_seed_different_testbed(tiny, tmp_path):
 
 
 def test_subtypes_differ_in_lesion_morphology():
-    def nuclear_blob_area(subtype: str) -> float:
-        areas = []
+    r = testbed.NUCLEUS_RADIUS_40X * testbed.MAG_SCALE["200X"]
+    yy, xx = np.mgrid[-8:9, -8:9]
+    disc = xx**2 + yy**2 <= (1.2 * r) ** 2
+
+    def large_dark_share(subtype: str) -> float:
+        # Granulometry: the share of the lesion's darkest 30% that survives an opening with a
+        # disc of 1.2 normal nuclear radii, i.e. lies in dark objects larger than that disc.
+        # (Testbed v2 gives every lesion one mean darkness, so the threshold is relative.)
+        shares = []
         for k in range(4):
-            img, mask = testbed.render_image(
-                subtype, "200X", np.random.default_rng(k), size=(240, 180)
-            )
-            dark = (img.astype(np.float32).mean(-1) < 150) & mask
-            labels, _ = ndimage.label(dark)
-            sizes = np.bincount(labels.ravel())[1:]
-            areas.extend(sizes[sizes >= 6].tolist())
-        return float(np.median(areas))
+            img, mask = testbed.render_image(subtype, "200X", np.random.default_rng(k))
+            grey = img.astype(np.float32).mean(-1)
+            dark = (grey < np.percentile(grey[mask], 30)) & mask
+            shares.append(ndimage.binary_opening(dark, disc).sum() / max(int(dark.sum()), 1))
+        return float(np.mean(shares))
 
     # Ductal carcinoma: large pleomorphic nuclei in sheets; adenosis: small regular nuclei.
-    assert nuclear_blob_area("DC") > 1.6 * nuclear_blob_area("A")
+    assert large_dark_share("DC") > 3 * large_dark_share("A") + 0.1
 
-    def lesion_brightness(subtype: str) -> float:
-        vals = []
+    def lesion_grey(subtype: str) -> tuple[float, float]:
+        means, detail = [], []
         for k in range(4):
             img, mask = testbed.render_image(
                 subtype, "100X", np.random.default_rng(k), size=(240, 180)
             )
-            vals.append(img[mask].mean())
-        return float(np.mean(vals))
+            grey = img.astype(np.float32).mean(-1)
+            means.append(grey[mask].mean())
+            detail.append(np.abs(grey - ndimage.gaussian_filter(grey, 2.0))[mask].mean())
+        return float(np.mean(means)), float(np.mean(detail))
 
-    # Mucin pools are pale, carcinoma sheets are dark.
-    assert lesion_brightness("MC") > lesion_brightness("DC") + 15
+    # Testbed v2: mucin pools and carcinoma sheets have one mean brightness (the class is not
+    # in the low-pass colour), but sheets of nuclei have much more fine detail than mucin.
+    (mc_mean, mc_detail), (dc_mean, dc_detail) = lesion_grey("MC"), lesion_grey("DC")
+    assert abs(mc_mean - dc_mean) < 8
+    assert dc_detail > 1.3 * mc_detail
 
 
 def test_render_image_contract():
@@ -351,10 +362,12 @@ def test_cli_synth_takes_size_and_still_accepts_the_hidden_preset(tmp_path):
     assert both.exit_code == 2 and not (tmp_path / "c").exists()
 
 
-def test_demo_cache_folder_names_are_unchanged(monkeypatch, tmp_path):
+def test_demo_cache_folder_names_carry_the_testbed_version(monkeypatch, tmp_path):
     from breastzoo import paths
 
     monkeypatch.setenv("BREASTZOO_CACHE", str(tmp_path))
-    assert paths.demo_data_dir() == tmp_path / "data" / "testbed-demo-seed0"
-    assert paths.demo_data_dir("tiny", 3).name == "testbed-tiny-seed3"
+    assert testbed.TESTBED_VERSION == testbed.SYNTH_VERSION == 2
+    # A cache written by the v1 generator (testbed-demo-seed0) is never reused.
+    assert paths.demo_data_dir() == tmp_path / "data" / "testbed-v2-demo-seed0"
+    assert paths.demo_data_dir("tiny", 3).name == "testbed-v2-tiny-seed3"
     assert paths.DEMO_PRESET == paths.DEMO_SIZE == "demo"  # old name kept as an alias

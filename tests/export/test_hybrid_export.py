@@ -83,6 +83,7 @@ def test_ensemble_of_whole_image_models_reports_no_regions(rule, images):
     np.testing.assert_allclose(out["probabilities"], np.asarray(ensemble(images)), atol=1e-5)
 
 
+@pytest.mark.slow  # 22 s on 2 cores
 def test_untrained_hybrid_savedmodel_parity(hybrid_model, images, tmp_path):
     from breastzoo.export.parity import compare_outputs
     from breastzoo.export.savedmodel import load_signature, write_savedmodel

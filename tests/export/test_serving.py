@@ -20,11 +20,20 @@ def test_builtin_selective_equals_infer(selective_model, images, keras_outputs):
     assert out["class"].dtype == np.int32
 
 
-def test_builtin_graph_has_no_random_or_bitwise_ops(selective_model):
+@pytest.fixture(scope="module")
+def gaussian_model():
+    """The paper's Gaussian location policy (the default is the grid), whose inference draws
+    fixed-seed location noise: what the builtin-op variant's noise table replaces."""
+    from breastzoo.models.factory import build_model
+
+    return build_model(small_config().replace(location_policy="gaussian"), CLASSES, "100X")
+
+
+def test_builtin_graph_has_no_random_or_bitwise_ops(selective_model, gaussian_model):
     from breastzoo.export.serving import serving_function
 
-    def ops_of(builtin: bool) -> set[str]:
-        graph = serving_function(selective_model, builtin_ops=builtin).get_concrete_function()
+    def ops_of(builtin: bool, model=gaussian_model) -> set[str]:
+        graph = serving_function(model, builtin_ops=builtin).get_concrete_function()
         gdef = graph.graph.as_graph_def()
         names = {n.op for n in gdef.node}
         for fn in gdef.library.function:
@@ -37,17 +46,18 @@ def test_builtin_graph_has_no_random_or_bitwise_ops(selective_model):
     plain = ops_of(False)
     assert any("StatelessRandomNormal" in op for op in plain)
     assert "BitwiseAnd" in plain
+    # The grid policy walks to the most probable unvisited tile: no random op at all.
+    assert not {op for op in ops_of(False, selective_model) if "Random" in op}
 
 
-def test_noise_table_matches_keras_for_every_image_of_a_batch(selective_model, images,
-                                                             keras_outputs):
+def test_noise_table_matches_keras_for_every_image_of_a_batch(gaussian_model, images):
     from breastzoo.export.serving import serving_outputs
 
-    out = serving_outputs(selective_model, images, builtin_ops=True)
+    out = serving_outputs(gaussian_model, images, builtin_ops=True)
     # One draw per step for the whole batch, in Keras and in the table: every image matches,
     # and an image alone lands where it lands inside the batch.
-    np.testing.assert_array_equal(out["boxes"], keras_outputs["boxes"])
-    alone = selective_model.infer(images[2:3])
+    np.testing.assert_array_equal(out["boxes"], np.asarray(gaussian_model.infer(images)["boxes"]))
+    alone = gaussian_model.infer(images[2:3])
     np.testing.assert_array_equal(out["boxes"][2], np.asarray(alone["boxes"])[0])
 
 

@@ -65,7 +65,8 @@ def test_oracle_roi_uses_given_centres_and_trains(tmp_path):
     assert_keras_roundtrip(m, inputs, tmp_path)
 
 
-@pytest.mark.parametrize("name", ["denet_sanet", "sanet_resize", "random_roi", "oracle_roi"])
+@pytest.mark.parametrize("name", ["denet_sanet", "sanet_resize", "random_roi", "oracle_roi",
+                                  "grid_confident"])
 def test_factory_builds_every_fast_model(name):
     cfg = preset("tiny").replace(model=name)
     model = build_model(cfg, ["a", "b"], "100X")
@@ -148,3 +149,107 @@ def test_patch_dihedral_turns_training_patches_only(tmp_path):
     assert build_model(preset("tiny").replace(model="random_roi", patch_dihedral=True),
                        ["a", "b"]).patch_dihedral
     assert_keras_roundtrip(m, x, tmp_path)
+
+
+# ---------------------------------------------------------------- grid_confident
+
+
+def _grid_model(k=3, **kwargs):
+    keras.utils.set_random_seed(1)
+    return PatchVoteClassifier(3, image_size=(W, H), patch_size=16, k=k,
+                               mode="grid_confident", width=2, feature_dim=4, **kwargs)
+
+
+def test_grid_centres_tile_the_whole_image_inside_it():
+    from breastzoo.models.baselines import grid_centres
+
+    assert grid_centres((700, 460), 112).shape == (12 * 8, 2)  # stride 56, last tile moved back
+    for size, window in [((W, H), 16), ((70, 46), 16), ((700, 460), 224), ((16, 16), 16)]:
+        c = grid_centres(size, window)
+        top = c - window // 2
+        assert (top >= 0).all() and (top[:, 0] + window <= size[1]).all()
+        assert (top[:, 1] + window <= size[0]).all()
+        covered = np.zeros(size[::-1], bool)
+        for y, x in top.astype(int):
+            covered[y:y + window, x:x + window] = True
+        assert covered.all()
+        assert len({tuple(r) for r in c.tolist()}) == len(c)  # no tile twice
+    np.testing.assert_array_equal(grid_centres((W, H), 16), grid_centres((W, H), 16))
+
+
+def test_grid_confident_votes_its_k_most_confident_tiles():
+    from breastzoo.models.shared_ops import vote
+
+    m = _grid_model()
+    x = images(2)
+    probs, grid = (np.asarray(v) for v in m.tile_probs(x))
+    assert probs.shape == (2, m.num_tiles, 3) and m.num_tiles == 7 * 5
+    # The tile probabilities are the classifier on each grid window, computed directly.
+    top = grid.astype(int) - 8
+    crops = np.stack([[img[y:y + 16, x:x + 16] for y, x in top] for img in x]) / 255.0
+    direct = np.asarray(m.classifier(crops.reshape(-1, 16, 16, 3).astype("float32")))
+    np.testing.assert_allclose(probs, direct.reshape(probs.shape), atol=1e-6)
+    out = {k: np.asarray(v) for k, v in m.infer(x).items()}
+    for i in range(len(x)):
+        best = np.argsort(-probs[i].max(-1), kind="stable")[: m.k]
+        np.testing.assert_allclose(out["patch_probs"][i], probs[i, best], atol=1e-6)
+        np.testing.assert_array_equal(out["boxes"][i],
+                                      np.concatenate([top[best], top[best] + 16], axis=1))
+    expected, n = vote(out["patch_probs"], m.k)
+    np.testing.assert_allclose(out["probs"], np.asarray(expected), atol=1e-6)
+    np.testing.assert_array_equal(out["n_rois"], np.asarray(n))
+    np.testing.assert_allclose(np.asarray(m(x)), out["probs"], atol=1e-6)
+
+
+def test_grid_confident_is_deterministic_and_independent_of_the_batch():
+    m = _grid_model(k=4, patch_scale=2)
+    x = images(3, seed=5)
+    batch = {k: np.asarray(v) for k, v in m.infer(x).items()}
+    again = {k: np.asarray(v) for k, v in m.infer(x).items()}
+    for key in batch:
+        np.testing.assert_array_equal(batch[key], again[key])
+    for i in range(len(x)):
+        alone = {k: np.asarray(v) for k, v in m.infer(x[i:i + 1]).items()}
+        np.testing.assert_allclose(alone["probs"][0], batch["probs"][i], atol=1e-6)
+        np.testing.assert_array_equal(alone["boxes"][0], batch["boxes"][i])
+    boxes = batch["boxes"]  # 32-pixel windows (patch 16 x scale 2), inside the image
+    assert (boxes[..., :2] >= 0).all() and (boxes[..., 2] <= H).all()
+    assert (boxes[..., 3] <= W).all()
+    np.testing.assert_array_equal(boxes[..., 2:] - boxes[..., :2], 32)
+    # Training draws k random crops per image (as random_roi), not the grid.
+    patches, centres = m.patches(x)
+    assert np.asarray(patches).shape == (3, 4, 16, 16, 3)
+    assert np.asarray(m(x, training=True)).shape == (3, 3)
+
+
+def test_grid_confident_builtin_outputs_equal_keras_and_roundtrip(tmp_path):
+    m = _grid_model()
+    x = images(2)
+    keras_out = m.serving_outputs(x)
+    builtin = m.serving_outputs(x, builtin_ops=True)
+    assert sorted(builtin) == ["boxes", "n_rois", "probabilities"]
+    for key in builtin:
+        np.testing.assert_allclose(np.asarray(builtin[key]), np.asarray(keras_out[key]),
+                                   atol=1e-6)
+    assert m.spec_name == "grid_confident"
+    assert_keras_roundtrip(m, x, tmp_path)
+    with pytest.raises(ValueError, match="35 tiles"):
+        _grid_model(k=36)
+    with pytest.raises(ValueError, match="Only grid_confident"):
+        PatchVoteClassifier(2, image_size=(W, H), patch_size=16, k=2, width=2).tile_probs(x)
+
+
+@pytest.mark.slow  # a TFLite conversion
+def test_grid_confident_converts_to_builtin_tflite():
+    from breastzoo.export.tflite import TFLiteRunner, convert_tflite, flex_ops
+    from breastzoo.models.factory import build_model
+
+    model = build_model(preset("tiny").replace(model="grid_confident", k=3), ["a", "b"])
+    w, h = model.image_size
+    x = np.random.default_rng(0).integers(0, 255, (2, h, w, 3), dtype=np.uint8)
+    blob = convert_tflite(model)
+    assert flex_ops(blob) == set()
+    out = TFLiteRunner(blob)(x)
+    ref = {k: np.asarray(v) for k, v in model.serving_outputs(x).items()}
+    np.testing.assert_allclose(out["probabilities"], ref["probabilities"], atol=1e-4)
+    np.testing.assert_array_equal(out["boxes"], ref["boxes"])

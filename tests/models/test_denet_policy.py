@@ -111,10 +111,10 @@ def spreads(model: keras.Model, images: np.ndarray) -> tuple[float, float]:
     return float(p.std()), float(mu.std(axis=0).min())
 
 
-def tiny_model(init: str) -> tuple[keras.Model, TrainConfig]:
-    """The ``tiny`` preset's DeNet+SaNet with ``init``, seeded."""
+def tiny_model(init: str, policy: str = "gaussian") -> tuple[keras.Model, TrainConfig]:
+    """The ``tiny`` preset's DeNet+SaNet with ``init`` and location ``policy``, seeded."""
     keras.utils.set_random_seed(0)
-    config = dataclasses.replace(preset("tiny"), init=init)
+    config = dataclasses.replace(preset("tiny"), init=init, location_policy=policy)
     return build_model(config, CLASSES), config
 
 
@@ -153,3 +153,73 @@ def test_saved_init_loads_whatever_the_default(init, tmp_path):
     denet = DeNet(num_classes=3, feature_dim=4, lstm_units=4, init=init, seed=0)
     states = np.random.default_rng(0).uniform(0, 1, (2, 3, denet.state_dim)).astype("float32")
     assert assert_keras_roundtrip(denet, states, tmp_path).init == init
+
+
+# ---------------------------------------------------------------- the grid policy (default)
+
+
+def first_tiles(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """``[B, num_tiles]`` log-probabilities of the grid policy's first glimpse."""
+    x = to_unit_range(ops.convert_to_tensor(images), model.preprocess)
+    rows, cols = model.denet.grid_shape
+    thumb = ops.image.resize(x, (rows * 8, cols * 8), antialias=True)
+    logits = model.denet.first_tile_logits(model.denet.context_logits(thumb))
+    return ops.convert_to_numpy(model.denet.tile_policy(logits, ops.zeros_like(logits)))
+
+
+def fit_steps(model: keras.Model, config: TrainConfig, steps: int = 5) -> None:
+    compile_model(model, config, steps)
+    model.run_eagerly = True  # tracing costs more than a few eager steps on 2 cores
+    rng = np.random.default_rng(1)
+    width, height = config.image_size
+    n = steps * config.batch_size
+    images = rng.integers(0, 256, (n, height, width, 3), dtype="uint8")
+    model.fit(images, rng.integers(0, len(CLASSES), n), batch_size=config.batch_size,
+              epochs=1, verbose=0)
+
+
+def test_grid_policy_is_the_default_and_depends_on_the_image_after_training():
+    assert TrainConfig().location_policy == "grid" and preset("paper").location_policy == (
+        "gaussian")
+    model, config = tiny_model("glorot", "grid")
+    fit_steps(model, config)
+    images = distinct_images()
+    # Where to look first is read from the image's thumbnail: its distribution over tiles
+    # differs between images (every tile's log-probability varies), by more than MIN_SPREAD
+    # (the same justification as for p and mu above: small heads, float32 far below).
+    tile_spread = first_tiles(model, images).std(axis=0).min()
+    assert tile_spread > MIN_SPREAD, tile_spread
+    # The select decision after the first glimpse depends on what SaNet saw there.
+    out = model.infer(images)
+    select_spread = float(np.asarray(out["select_prob"])[:, 0].std())
+    assert select_spread > MIN_SPREAD, select_spread
+
+
+def test_grid_walk_is_one_walk(monkeypatch):
+    model, config = tiny_model("glorot", "grid")
+    walks: list[tuple[int, bool]] = []
+    rollout = model._grid_rollout
+
+    def spy(x, labels, steps, training, **kw):
+        walks.append((steps, training))
+        return rollout(x, labels, steps, training, **kw)
+
+    monkeypatch.setattr(model, "_grid_rollout", spy)
+    fit_steps(model, config, steps=1)
+    images = distinct_images(4)
+    a = model.infer(images)
+    # Training and inference take the same number of glimpses.
+    assert walks == [(model.walk_steps, True), (model.walk_steps, False)], walks
+    # Inference is deterministic, per image, whatever the batch: the same boxes alone.
+    b = model.infer(images[2:3])
+    np.testing.assert_array_equal(np.asarray(a["boxes"])[2], np.asarray(b["boxes"])[0])
+    np.testing.assert_allclose(np.asarray(a["probs"])[2], np.asarray(b["probs"])[0], atol=1e-6)
+    # Inhibition of return: a walk never visits the same tile twice.
+    for boxes in np.asarray(a["boxes"]):
+        assert len({tuple(box) for box in boxes}) == len(boxes), boxes
+
+
+def test_grid_policy_roundtrip(tmp_path):
+    model, _ = tiny_model("glorot", "grid")
+    loaded = assert_keras_roundtrip(model, distinct_images(2), tmp_path)
+    assert loaded.location_policy == "grid" and loaded.denet.grid_shape == model.denet.grid_shape

@@ -124,6 +124,7 @@ def test_fit_and_evaluate_run():
     assert float(model.epochs_seen) == 2.0
 
 
+@pytest.mark.slow  # 18 s on 2 cores
 def test_evaluate_scores_every_image_once_with_a_short_last_batch():
     model = tiny()
     model.compile()
@@ -181,6 +182,35 @@ def test_per_glimpse_loss_credits_each_action_with_its_patch():
     # Move 0 led to the bad glimpse 1, move 1 to the average glimpse 2; the last move led
     # nowhere.
     np.testing.assert_allclose(g_move.numpy(), [[1.0, 0.0, 0.0]])
+
+
+def test_per_glimpse_baseline_is_the_image_own_mean():
+    import tensorflow as tf
+
+    # Image 0 is easy (every glimpse good), image 1 has one good and one bad glimpse. Credit
+    # goes to what a glimpse added over the same image's others: none for image 0's, +1/-1 for
+    # image 1's. A batch-wide baseline (-0.5) would credit every glimpse of the easy image.
+    q = np.array([[0.0, 0.0], [0.0, -2.0]], "float32")
+    select = np.ones((2, 2), "float32")
+    lp_sel = tf.Variable(np.zeros((2, 2), "float32"))
+    lp_move = tf.Variable(np.zeros((2, 2), "float32"))
+    with tf.GradientTape() as tape:
+        loss = per_glimpse_policy_loss(q, select, lp_sel, lp_move, aligned=True)
+    g_sel, g_move = tape.gradient(loss, [lp_sel, lp_move])
+    np.testing.assert_allclose(g_sel.numpy(), [[0.0, 0.0], [-0.5, 0.5]])
+    # aligned: move t produced patch t, so it earns patch t's credit.
+    np.testing.assert_allclose(g_move.numpy(), [[0.0, 0.0], [-0.5, 0.5]])
+    # The credit follows the patches: swap which glimpse was the bad one and it flips.
+    with tf.GradientTape() as tape:
+        loss = per_glimpse_policy_loss(q[:, ::-1], select, lp_sel, lp_move, aligned=True)
+    np.testing.assert_allclose(tape.gradient(loss, lp_move).numpy(), [[0.0, 0.0], [0.5, -0.5]])
+
+
+def test_grid_policy_rejects_a_walk_longer_than_the_grid():
+    with pytest.raises(ValueError, match="tiles, fewer than"):
+        tiny(location_policy="grid", max_steps=20, k_max=20)  # 4x3 grid of 16-px tiles
+    with pytest.raises(ValueError, match="warmup_steps"):
+        tiny(warmup_steps=-1)
 
 
 def test_prediction_does_not_depend_on_position_in_batch():

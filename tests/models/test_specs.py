@@ -64,6 +64,10 @@ def test_flags():
     assert [n for n, s in SPECS.items() if not s.has_rois] == ["sanet_resize", "resnet50_full"]
     # The hybrid reports its grid cells, but they tile the image: no hit rate.
     assert model_spec("hybrid").has_rois and not model_spec("hybrid").selects_rois
+    # grid_confident picks its tiles per image (a hit rate), with builtin ops only.
+    grid = model_spec("grid_confident")
+    assert grid.has_rois and grid.selects_rois and grid.serving == "builtin"
+    assert grid.class_path == model_spec("random_roi").class_path
     assert {n: s.serving for n, s in SPECS.items() if s.serving != "builtin"} == {
         "random_roi": "savedmodel", "oracle_roi": "none"}
     assert [n for n, s in SPECS.items() if s.trains_denet] == ["denet_sanet", "resnet50_roi"]

@@ -19,6 +19,7 @@ def _images(n: int = 3, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 92, 140, 3), dtype=np.uint8)
 
 
+@pytest.mark.slow  # 21 s on 2 cores
 def test_load_predict_equals_the_run_model(published):
     from breastzoo.runs import load_model
 

@@ -9,9 +9,12 @@ BreaKHis archive layout and file-name grammar (the one in :mod:`breastzoo.data.b
     OUT/testbed.json                                      manifest (see read_manifest)
 
 It is a *controlled* testbed for paper 000's premise (hard attention: a 112x112 crop at full
-resolution in the right place beats resizing the whole image): the lesion covers only 12-32%
-of each image, the normal tissue around it is drawn alike for every subtype, and the 8 subtypes
-differ by morphology on a scale set by the magnification.
+resolution in the right place beats resizing the whole image). Testbed v2
+(:data:`TESTBED_VERSION`): the lesion covers only 3.5-9% of each image and is placed uniformly
+wherever it fits; every subtype's lesion has one common low-pass colour, so the 8 subtypes
+differ only in fine morphology on a scale set by the magnification; the normal tissue around
+it is drawn alike for every subtype, with a halo (denser stroma, lymphocytes) that fades over
+100-200 px from the lesion and tells where it is, not what it is.
 
 Modules, one job each:
 
@@ -44,6 +47,7 @@ from breastzoo.data.testbed.layout import (
     MANIFEST_NAME,
     MASKS_NAME,
     SYNTH_VERSION,
+    TESTBED_VERSION,
     mask_path,
     read_manifest,
 )
@@ -52,27 +56,37 @@ from breastzoo.data.testbed.render import (
     LESION_FRACTION,
     MAG_SCALE,
     NUCLEUS_RADIUS_40X,
+    Lesion,
+    place_lesion,
     render_image,
     render_planned,
 )
+from breastzoo.data.testbed.subtypes import LESION_LEVEL
+from breastzoo.data.testbed.tissue import HALO_SCALE, halo_density
 from breastzoo.data.testbed.write import synthesize
 
 __all__ = [
     "ARCHIVE_NAME",
     "GENERATOR",
+    "HALO_SCALE",
     "LESION_FRACTION",
+    "LESION_LEVEL",
     "MAG_SCALE",
     "MANIFEST_NAME",
     "MASKS_NAME",
     "NUCLEUS_RADIUS_40X",
     "SIZES",
     "SYNTH_VERSION",
+    "TESTBED_VERSION",
     "PatientStyle",
     "PlannedImage",
+    "Lesion",
     "SizeSpec",
     "get_size",
+    "halo_density",
     "mask_path",
     "patient_style",
+    "place_lesion",
     "plan",
     "read_manifest",
     "render_image",

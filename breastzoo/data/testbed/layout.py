@@ -14,7 +14,12 @@ from pathlib import Path
 
 from breastzoo.data.breakhis import ARCHIVE_NAME
 
-SYNTH_VERSION = 1
+# Version of what the generator draws. 2: small lesions placed uniformly, one low-pass colour
+# for every subtype's lesion, a class-independent halo. It is part of the manifest's identity
+# and of the cache folder's name (breastzoo.paths.demo_data_dir), so old testbeds are never
+# taken for new ones.
+TESTBED_VERSION = 2
+SYNTH_VERSION = TESTBED_VERSION  # the manifest's "version" field (its older name)
 # The identity stored in every manifest. It names the old module on purpose: testbeds written
 # before the split must stay recognised (and cached ones reused), so it never changes.
 GENERATOR = "breastzoo.data.synth"

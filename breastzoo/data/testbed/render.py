@@ -1,9 +1,12 @@
 """Render one testbed image and its lesion mask: the lesion, the tissue around it, colour.
 
-The diagnostic lesion covers only 12-32% of the field (one or two irregular blobs at a random
-place, returned as a mask); the rest is normal breast tissue drawn from the *same*
-distribution for every subtype. Structures grow about 2x per magnification step
-(``MAG_SCALE``), so shrinking a 700x460 image to 112x112 blurs most nuclear detail away.
+The diagnostic lesion covers only 3.5-9% of the field (one irregular blob, about 120-190 px
+across at 700x460, placed uniformly wherever it fits: :func:`place_lesion`; returned as a
+mask), with one common mean H and E density for every subtype
+(:func:`~breastzoo.data.testbed.subtypes.equalize_lesion`); the rest is normal breast tissue
+drawn from the *same* distribution for every subtype, with a reactive halo around the lesion.
+Structures grow about 2x per magnification step (``MAG_SCALE``), so shrinking a 700x460 image
+to 112x112 blurs most nuclear detail away.
 ``size`` sets the canvas in pixels; the pixel scale is fixed by the magnification, so a
 smaller image is a smaller field of view, not a down-sampled one.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -27,14 +31,14 @@ from breastzoo.data.constants import BREAKHIS_IMAGE_SIZE, MAGNIFICATIONS, SUBTYP
 from breastzoo.data.testbed.canvas import Canvas, PatientStyle, patient_style, to_rgb
 from breastzoo.data.testbed.paint import blur, fibres, noise
 from breastzoo.data.testbed.plan import PlannedImage
-from breastzoo.data.testbed.subtypes import LESIONS
-from breastzoo.data.testbed.tissue import normal_tissue
+from breastzoo.data.testbed.subtypes import LESIONS, equalize_lesion
+from breastzoo.data.testbed.tissue import normal_tissue, stroma
 
 # Feature scale per magnification, relative to 40X. Real optics give 2.5x, 2x, 2x; we keep
 # roughly 2x per step but cap 400X so that a 112x112 crop still holds several nuclei.
 MAG_SCALE: dict[str, float] = {"40X": 1.0, "100X": 2.0, "200X": 3.5, "400X": 6.0}
 NUCLEUS_RADIUS_40X = 1.7  # px; a normal nucleus is ~3.4 px across at 40X, ~20 px at 400X
-LESION_FRACTION = (0.12, 0.32)  # share of the image covered by the lesion mask
+LESION_FRACTION = (0.035, 0.09)  # share of the image covered by the lesion mask
 
 _MIN_SIZE, _MAX_SIZE = 16, 8192
 
@@ -89,39 +93,106 @@ def _image_seed(seed: int, item: PlannedImage) -> np.random.SeedSequence:
     )
 
 
-def _lesion_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """One or two irregular blobs covering exactly a random 12-32% of the image."""
+@dataclass(frozen=True)
+class Lesion:
+    """Where the lesion of one image lies: its mask and the uniform draw that placed it.
+
+    Args:
+        mask: bool (height, width), True on the lesion.
+        centre: (x, y) of the centre of the lesion's bounding box, in pixels.
+        x_range: (low, high) of the interval the centre's x was drawn from uniformly: every
+            position where the lesion fits inside the image.
+        y_range: the same for y.
+
+    Example:
+        >>> lesion = place_lesion((460, 700), np.random.default_rng(0))
+        >>> lesion.x_range[0] <= lesion.centre[0] <= lesion.x_range[1]
+        True
+    """
+
+    mask: np.ndarray
+    centre: tuple[float, float]
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+
+
+def _offset(extent: tuple[int, int], side: int, rng: np.random.Generator) -> tuple[int, int, int]:
+    """Uniform integer shift of a ``[lo, hi]`` pixel extent so that it lies in ``[0, side)``.
+
+    Returns ``(shift, low, high)``: the shift and the range it was drawn from. A lesion wider
+    than the image overflows it on both sides instead.
+    """
+    lo, hi = extent
+    a, b = -lo, side - 1 - hi
+    if a > b:
+        a, b = b, a
+    return int(rng.integers(a, b + 1)), a, b
+
+
+def place_lesion(shape: tuple[int, int], rng: np.random.Generator) -> Lesion:
+    """Draw one irregular lesion covering exactly a random share ``LESION_FRACTION`` of the image.
+
+    The blob is built in a box of its own, then shifted by a uniform draw over every position
+    where it fits inside the image: there is no centre bias.
+
+    Args:
+        shape: (height, width) of the image.
+        rng: random generator.
+
+    Returns:
+        A :class:`Lesion`.
+
+    Example:
+        >>> lesion = place_lesion((64, 96), np.random.default_rng(1))
+        >>> bool(0.03 < lesion.mask.mean() < 0.1)
+        True
+    """
     h, w = shape
-    fraction = rng.uniform(*LESION_FRACTION)
-    q = max(1, min(h, w) // 96)  # the level function is smooth: compute it coarse
-    gh, gw = int(math.ceil(h / q)), int(math.ceil(w / q))
-    yy = (np.arange(gh, dtype=np.float32)[:, None] + 0.5) * q
-    xx = (np.arange(gw, dtype=np.float32)[None, :] + 0.5) * q
-    level = np.full((gh, gw), np.inf, np.float32)
-    n_blobs = 1 if rng.random() < 0.6 else 2
-    for i in range(n_blobs):
-        cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
-        radius = math.sqrt(fraction * h * w / math.pi / n_blobs) * (
-            1.0 if i == 0 else rng.uniform(0.6, 0.9)
-        )
-        el, ang = rng.uniform(1.0, 1.8), rng.uniform(0, math.pi)
-        dx, dy = xx - cx, yy - cy
-        u = (dx * math.cos(ang) + dy * math.sin(ang)) / (radius * math.sqrt(el))
-        v = (-dx * math.sin(ang) + dy * math.cos(ang)) / (radius / math.sqrt(el))
-        t = np.arctan2(v, u)
-        # Low harmonics only: a 4th-order term makes blobs look square.
-        wobble = 1.0 + sum(
-            rng.uniform(0, amp) * np.cos(k * t + rng.uniform(0, 2 * math.pi))
-            for k, amp in ((2, 0.22), (3, 0.14), (5, 0.05))
-        )
-        level = np.minimum(level, np.sqrt(u * u + v * v) / np.maximum(wobble, 0.4))
-    # Lumpy outline at ~1/6 of the blob size, then a little pixel-scale raggedness.
-    lump = math.sqrt(fraction * h * w) / 6 / q
-    level += 0.16 * noise((gh, gw), max(2.0, lump), rng)
-    full = np.asarray(Image.fromarray(level).resize((gw * q, gh * q), Image.Resampling.BILINEAR))
-    full = full[:h, :w]
-    # The quantile makes the lesion area exact, whatever the blobs' shapes.
-    return full <= np.quantile(full, fraction)
+    k = max(1, int(round(rng.uniform(*LESION_FRACTION) * h * w)))  # lesion area in pixels
+    radius = math.sqrt(k / math.pi)
+    el, ang = rng.uniform(1.0, 1.6), rng.uniform(0, math.pi)
+    q = max(1, int(radius / 24))  # the level function is smooth: compute it coarse
+    g = int(math.ceil(2 * (2.4 * radius * math.sqrt(el) + 2) / q))  # box side, coarse cells
+    side = g * q
+    ax = (np.arange(g, dtype=np.float32) + 0.5) * q - side / 2
+    dx, dy = ax[None, :], ax[:, None]
+    u = (dx * math.cos(ang) + dy * math.sin(ang)) / (radius * math.sqrt(el))
+    v = (-dx * math.sin(ang) + dy * math.cos(ang)) / (radius / math.sqrt(el))
+    t = np.arctan2(v, u)
+    # Low harmonics only: a 4th-order term makes blobs look square.
+    wobble = 1.0 + sum(
+        rng.uniform(0, amp) * np.cos(k_ * t + rng.uniform(0, 2 * math.pi))
+        for k_, amp in ((2, 0.22), (3, 0.14), (5, 0.05))
+    )
+    level = np.sqrt(u * u + v * v) / np.maximum(wobble, 0.4)
+    # Lumpy outline at ~1/6 of the blob size.
+    level += 0.16 * noise((g, g), max(2.0, 2 * radius / 6 / q), rng)
+    local = np.asarray(Image.fromarray(level).resize((side, side), Image.Resampling.BILINEAR))
+    # The k lowest levels of the box are the lesion (its area is exact)...
+    thr = np.partition(local.ravel(), k - 1)[k - 1] if k <= local.size else np.inf
+    rows = np.nonzero((local <= thr).any(1))[0]
+    cols = np.nonzero((local <= thr).any(0))[0]
+    # ... and its bounding box is shifted uniformly over every place where it fits.
+    sy, y_lo, y_hi = _offset((int(rows[0]), int(rows[-1])), h, rng)
+    sx, x_lo, x_hi = _offset((int(cols[0]), int(cols[-1])), w, rng)
+    full = np.full((h, w), np.inf, np.float32)
+    ys, xs = max(0, sy), max(0, sx)
+    ye, xe = min(h, sy + side), min(w, sx + side)
+    if ye > ys and xe > xs:
+        full[ys:ye, xs:xe] = local[ys - sy : ye - sy, xs - sx : xe - sx]
+    # Thresholding the placed map keeps the area exact when the lesion fits (the usual case)
+    # and as close as possible when the image is too small for it.
+    finite = full[np.isfinite(full)]
+    kk = min(k, finite.size)
+    mask = full <= np.partition(finite, kk - 1)[kk - 1] if kk else np.zeros((h, w), bool)
+    mid_x = (cols[0] + cols[-1]) / 2
+    mid_y = (rows[0] + rows[-1]) / 2
+    return Lesion(
+        mask=mask,
+        centre=(float(sx + mid_x), float(sy + mid_y)),
+        x_range=(float(x_lo + mid_x), float(x_hi + mid_x)),
+        y_range=(float(y_lo + mid_y), float(y_hi + mid_y)),
+    )
 
 
 def render_image(
@@ -158,19 +229,18 @@ def render_image(
     style = stain or PatientStyle()
     s = MAG_SCALE[magnification]
     r = NUCLEUS_RADIUS_40X * s
-    mask = _lesion_mask(shape, rng)
+    mask = place_lesion(shape, rng).mask
     # Distance to the lesion, computed at half resolution (only compared with radii).
     half = ndimage.distance_transform_edt(~mask[::2, ::2]).astype(np.float32) * 2
     dist_out = np.repeat(np.repeat(half, 2, 0), 2, 1)[:h, :w] * ~mask
     fib, fib_dir = fibres(shape, 2.0 + 1.3 * s, rng)
     soft = blur(mask.astype(np.float32), 1.5 * r)  # lesion matrix fades in over ~2 nuclei
     c = Canvas(shape, rng, s, r, mask, soft, dist_out, fib, fib_dir, style)
-    low = noise(shape, 40 * r, rng)
-    c.e[:] = 0.68 * (0.25 + 0.85 * fib) * (1.0 + 0.12 * low)  # normal fibrous stroma
-    c.h[:] = 0.045 * (1.0 + 0.2 * low)
+    stroma(c)  # fibrous stroma, denser in the halo around the lesion
     normal_tissue(c)
     LESIONS[subtype](c)
     c.render_nuclei()
+    equalize_lesion(c)  # one low-pass H and E level in every lesion: the class is in the detail
     return to_rgb(c, rng), mask
 
 

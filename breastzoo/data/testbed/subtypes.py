@@ -15,7 +15,9 @@ PC    branching papillary fronds: fibrovascular core lined by columnar nuclei, p
 
 DC/LC (both dense malignant nuclei, differing in size and arrangement) and MC/PC (both cell
 groups in pale spaces) are the closest pairs, as in the papers. :data:`LESIONS` maps each
-subtype code to its painter.
+subtype code to its painter. The colours above are what structures are drawn with; after
+the nuclei, :func:`equalize_lesion` gives every lesion the same mean H and E density
+(:data:`LESION_LEVEL`), so the class lives in the fine detail, not in the low-pass colour.
 """
 
 from __future__ import annotations
@@ -320,6 +322,53 @@ def _papillary(c: Canvas) -> None:
         p = paths.select(sel2)
         nx, ny = p.side(wc[sel2] + 2.6 * rad, sign)
         c.add_nuclei(nx, ny, rad, theta=p.h + np.pi / 2, elong=1.7, amp=1.1, chrom=0.4)
+
+
+# Mean hematoxylin and eosin densities inside every lesion, whatever its subtype (before the
+# patient's stain scale): at low resolution all lesions look alike, the class is in the detail.
+LESION_LEVEL = (0.40, 0.28)
+
+
+def equalize_lesion(c: Canvas, level: tuple[float, float] = LESION_LEVEL) -> None:
+    """Give the lesion the common mean H and E density ``level``, keeping its fine detail.
+
+    Run after :meth:`Canvas.render_nuclei`. Each image's target is ``level`` times a small
+    random factor (the same distribution for every subtype). A density below its target is
+    raised by adding a uniform wash (texture untouched); one above it is scaled down. Both
+    are weighted by the soft lesion mask and sized so the mean over the mask is exactly the
+    target, so the lesion's low-pass colour carries no class information.
+
+    Args:
+        c: the canvas, with every lesion structure and nucleus drawn.
+        level: (H, E) target means inside the lesion mask.
+
+    Example:
+        >>> from breastzoo.data.testbed.canvas import PatientStyle
+        >>> z = np.zeros((16, 16), np.float32)
+        >>> m = z.copy()
+        >>> m[4:12, 4:12] = 1
+        >>> c = Canvas((16, 16), np.random.default_rng(0), 1.0, 1.7, m > 0, m, z, z, z,
+        ...            PatientStyle())
+        >>> equalize_lesion(c, (0.3, 0.4))
+        >>> [round(float(d[m > 0].mean()), 1) for d in (c.h, c.e)]  # the target, +-4%
+        [0.3, 0.4]
+    """
+    inside = c.mask
+    if not inside.any():
+        return
+    w = c.m
+    jitter = np.exp(c.rng.normal(0.0, 0.04, 2))
+    for k, density in enumerate((c.h, c.e)):
+        target = float(level[k] * jitter[k])
+        mean = float(density[inside].mean())
+        if mean < target:
+            # A uniform wash: sized by the soft mask's mean weight on the lesion.
+            density += w * np.float32((target - mean) / max(float(w[inside].mean()), 1e-6))
+        else:
+            # Scale down; the factor never drops below 0.2 (the target is never that far off).
+            weighted = max(float((w * density)[inside].mean()), 1e-6)
+            gain = max(1.0 + (target - mean) / weighted, 0.2) - 1.0
+            density *= 1.0 + w * np.float32(gain)
 
 
 # Subtype code -> the function that paints its lesion onto a canvas.
