@@ -154,10 +154,14 @@ def test_inference_is_deterministic_with_boxes_inside_image():
 
 def test_roi_order_probability_ranks_glimpses_by_select_probability():
     x, _ = batch(3)
-    ranked = tiny(roi_order="probability").infer(x)
+    model = tiny(roi_order="probability")
+    ranked = model.infer(x)
     sel = np.asarray(ranked["select_prob"])
     assert (np.diff(sel, axis=1) <= 1e-7).all()  # non-increasing along the voting order
-    walked = tiny(roi_order="selected").infer(x)
+    # The same model (two tiny() calls need not draw the same SaNet weights), ordered the
+    # other way.
+    model.roi_order = "selected"
+    walked = model.infer(x)
     # Same DeNet weights and walk, ranked differently: ranking by probability puts the walk's
     # most probable glimpse first, at least as probable as any the "selected" order votes on
     # (with an input-dependent policy the two orders need not share their top glimpse).
