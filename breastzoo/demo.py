@@ -14,15 +14,46 @@ Every number it prints comes from the synthetic testbed, not from BreaKHis.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
 
 ZOO_NAME = "denet_sanet_100x"
 PREDICT_IMAGES = 4
+
+
+def fit_resuming(say: Callable[[str], None], **fit_args: Any) -> dict:
+    """``workflow.fit`` of the demo run: resumes its folder, or, when that folder was made by
+    an older breastzoo or testbed (a different setup), trains into ``<folder>-2`` (``-3``, ...)
+    instead, leaving the old run as it is.
+
+    Args:
+        say: where to print.
+        **fit_args: ``data`` and ``config`` for ``workflow.fit``.
+
+    Example:
+        >>> fit_resuming(print, data="demo-root", config=preset("demo"))  # doctest: +SKIP
+    """
+    from breastzoo.runs import default_run_dir
+    from breastzoo.workflow import fit
+
+    base = default_run_dir("breakhis", "100", fit_args["config"], "demo")
+    for n in itertools.count(1):
+        out = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            return fit("breakhis", mag="100", preset="demo", out=out, log=say, **fit_args)
+        except ValueError as err:
+            if "different setup" not in str(err):
+                raise
+            say(f"{out} holds a run of an older setup; it is kept, and this run goes to the next "
+                "free folder.")
+    raise AssertionError("unreachable")
 
 
 def main() -> int:
@@ -34,7 +65,7 @@ def main() -> int:
     from breastzoo.io import read_json
     from breastzoo.paths import DEMO_SEED, DEMO_SIZE, ensure_demo_data
     from breastzoo.runs import RunFolder
-    from breastzoo.workflow import export_model, fit, predict_images, publish_new
+    from breastzoo.workflow import export_model, predict_images, publish_new
     from breastzoo.zoo import load
 
     console = Console()
@@ -48,8 +79,7 @@ def main() -> int:
         )
     say(f"demo data: {root} ({time.perf_counter() - start:.0f} s)")
 
-    result = fit("breakhis", data=str(root), mag="100", config=preset("demo"), preset="demo",
-                 log=say)
+    result = fit_resuming(say, data=str(root), config=preset("demo"))
     run = RunFolder(result["run_dir"])
     run_dir = run.path
     m = result["metrics"]

@@ -19,6 +19,7 @@ def images(n=4, seed=0):
     return np.random.default_rng(seed).integers(0, 255, (n, H, W, 3), dtype=np.uint8)
 
 
+@pytest.mark.slow  # 22 s on 2 cores
 def test_sanet_resize_trains_and_roundtrips(tmp_path):
     m = WholeImageClassifier(3, image_size=(W, H), input_size=32, width=2, feature_dim=4)
     m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -74,6 +75,7 @@ def test_factory_builds_every_fast_model(name):
     assert model.built and model.class_names == ["a", "b"]
 
 
+@pytest.mark.slow  # 8 + 5 s on 2 cores (ResNet-50 builds)
 @pytest.mark.parametrize("name", ["resnet50_roi", "resnet50_full"])
 def test_factory_builds_resnet_models(name, tmp_path):
     cfg = preset("tiny").replace(model=name)
