@@ -51,6 +51,8 @@ class TrainConfig:
         entropy_bonus: weight of the policy-entropy bonus in DeNet's loss.
         warmup_steps: iterations in which SaNet trains on random glimpses before DeNet
             learns (DeNet+SaNet only).
+        novelty_bonus: weight of a class-independent "this glimpse stands out" term in the
+            per-glimpse reward (grid policy; see ``selective.glimpse_novelty``).
         width: base filter count of SaNet (paper-sized: 64).
         batch_size: images per iteration (paper: 4 for DeNet, i.e. 20 selected patches).
         epochs: training epochs.
@@ -114,6 +116,7 @@ class TrainConfig:
     location_policy: str = "grid"
     entropy_bonus: float = 0.01
     warmup_steps: int = 40
+    novelty_bonus: float = 0.0
     width: int = 64
     batch_size: int = 4
     epochs: int = 30

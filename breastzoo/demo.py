@@ -40,6 +40,7 @@ def fit_resuming(say: Callable[[str], None], **fit_args: Any) -> dict:
     Example:
         >>> fit_resuming(print, data="demo-root", config=preset("demo"))  # doctest: +SKIP
     """
+    from breastzoo.quiet import keras_verbosity
     from breastzoo.runs import default_run_dir
     from breastzoo.workflow import fit
 
@@ -47,7 +48,9 @@ def fit_resuming(say: Callable[[str], None], **fit_args: Any) -> dict:
     for n in itertools.count(1):
         out = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
-            return fit("breakhis", mag="100", preset="demo", out=out, log=say, **fit_args)
+            # One line per epoch when stdout is a file or a pipe, not a progress bar.
+            return fit("breakhis", mag="100", preset="demo", out=out, log=say,
+                       verbose=keras_verbosity(), **fit_args)
         except ValueError as err:
             if "different setup" not in str(err):
                 raise

@@ -1,4 +1,5 @@
-"""Keep TensorFlow's start-up chatter (CUDA probing, oneDNN notes) out of CLI and demo output.
+"""Clean output for the CLI and the demo: no TensorFlow start-up chatter (CUDA probing,
+oneDNN notes), and no Keras progress bars in log files (:func:`keras_verbosity`).
 
 On a machine without a GPU every command used to start with lines such as::
 
@@ -183,3 +184,28 @@ def quiet_tensorflow() -> None:
         return
     if not any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+def keras_verbosity(quiet: bool = False) -> int | str:
+    """Keras ``verbose=`` for ``fit``, ``prune`` and the like, chosen by where stdout goes.
+
+    Keras' progress bar rewrites one line with backspaces and colour codes; in a log file or a
+    pipe that is a mess, so there we ask for one line per epoch (``2``) instead.
+
+    Args:
+        quiet: print nothing from Keras (for example ``--json``).
+
+    Returns:
+        ``0`` when ``quiet``; ``"auto"`` (the progress bar) when stdout is a terminal; else ``2``.
+
+    Example:
+        >>> keras_verbosity(quiet=True)
+        0
+    """
+    if quiet:
+        return 0
+    isatty = getattr(sys.stdout, "isatty", None)
+    try:
+        return "auto" if isatty is not None and isatty() else 2
+    except (ValueError, OSError):  # a closed or detached stream is not a terminal
+        return 2

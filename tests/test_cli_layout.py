@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from breastzoo.cli import app
 from breastzoo.commands import COMMAND_MODULES
-from breastzoo.commands.common import keras_verbosity, parse_mag
+from breastzoo.commands.common import parse_mag
 from breastzoo.data.constants import MAGNIFICATIONS
 from breastzoo.data.records import Magnification, normalize_magnification
-from breastzoo.quiet import is_noise
+from breastzoo.quiet import is_noise, keras_verbosity
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]

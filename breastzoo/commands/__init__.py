@@ -7,8 +7,8 @@ of ``breastzoo.cli``. Heavy libraries (TensorFlow) are imported only inside comm
 ``--help`` stays instant.
 
 Shared pieces live in :mod:`breastzoo.commands.common` (consoles, one-line errors, JSON
-output, choices, Keras verbosity) and :mod:`breastzoo.quiet` (TensorFlow start-up
-logs).
+output, choices) and :mod:`breastzoo.quiet` (TensorFlow start-up logs, Keras verbosity by
+where stdout goes; the demo uses both too).
 """
 
 from __future__ import annotations

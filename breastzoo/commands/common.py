@@ -84,31 +84,6 @@ def console_log(as_json: bool) -> Callable[[str], None]:
     return lambda message: target.print(message, highlight=False)
 
 
-def keras_verbosity(quiet: bool = False) -> int | str:
-    """Keras ``verbose=`` for ``fit``, ``prune`` and the like, chosen by where stdout goes.
-
-    Keras' progress bar rewrites one line with backspaces and colour codes; in a log file or a
-    pipe that is a mess, so there we ask for one line per epoch (``2``) instead.
-
-    Args:
-        quiet: print nothing from Keras (for example ``--json``).
-
-    Returns:
-        ``0`` when ``quiet``; ``"auto"`` (the progress bar) when stdout is a terminal; else ``2``.
-
-    Example:
-        >>> keras_verbosity(quiet=True)
-        0
-    """
-    if quiet:
-        return 0
-    isatty = getattr(sys.stdout, "isatty", None)
-    try:
-        return "auto" if isatty is not None and isatty() else 2
-    except (ValueError, OSError):  # a closed or detached stream is not a terminal
-        return 2
-
-
 def parse_mag(mag: str | None) -> str | None:
     """The ``--mag`` option in its canonical spelling (``"100"`` -> ``"100X"``).
 

@@ -19,11 +19,11 @@ from breastzoo.commands.common import (
     console,
     console_log,
     friendly,
-    keras_verbosity,
     parse_mag,
     print_json,
 )
 from breastzoo.configs import MODELS, PRESETS
+from breastzoo.quiet import keras_verbosity
 
 if TYPE_CHECKING:
     from breastzoo.configs import TrainConfig

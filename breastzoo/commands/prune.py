@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from breastzoo.commands.common import console, friendly, keras_verbosity, print_json
+from breastzoo.commands.common import console, friendly, print_json
+from breastzoo.quiet import keras_verbosity
 
 #: Keys ``--json`` prints (the issue's contract), then the rest of the result.
 JSON_KEYS = ("params_before", "params_after", "macs_before", "macs_after", "irr_before",

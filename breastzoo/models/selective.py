@@ -87,6 +87,7 @@ __all__ = [
     "ROI_ORDERS",
     "SelectiveAttention",
     "SelectiveRewardCallback",
+    "glimpse_novelty",
     "per_glimpse_policy_loss",
     "vote",
 ]
@@ -136,6 +137,29 @@ def per_glimpse_policy_loss(q: Any, select: Any, log_p_select: Any, log_p_move: 
     return -ops.mean(per_image)
 
 
+def glimpse_novelty(features: Any) -> Any:
+    """How unlike the rest of its walk each glimpse is: ``[B, T]``, z-scored per image.
+
+    The distance of glimpse t's feature vector from the mean of the image's T glimpses,
+    standardised over the T glimpses. Even an untrained SaNet's features separate dense
+    nuclei from stroma or fat, so this rewards visiting the tissue that stands out, a
+    class-independent signal (not in paper 000).
+
+    Args:
+        features: ``[B, T, D]`` SaNet features of the glimpses (no gradient).
+
+    Example:
+        >>> import numpy as np
+        >>> f = np.zeros((1, 4, 2), "float32"); f[0, 3] = 5.0   # glimpse 3 stands out
+        >>> int(np.argmax(glimpse_novelty(f)[0]))
+        3
+    """
+    f = ops.convert_to_tensor(features, "float32")
+    d = ops.sqrt(ops.sum(ops.square(f - ops.mean(f, axis=1, keepdims=True)), axis=-1) + _EPS)
+    d = d - ops.mean(d, axis=1, keepdims=True)
+    return ops.stop_gradient(d / (ops.std(d, axis=1, keepdims=True) + 1e-3))
+
+
 @keras.saving.register_keras_serializable(package="breastzoo")
 class SelectiveAttention(keras.Model):
     """DeNet (hard attention) + a patch classifier (SaNet by default), trained jointly.
@@ -183,6 +207,9 @@ class SelectiveAttention(keras.Model):
             the most probable tile at inference (deterministic per image).
         entropy_bonus: weight of the policy's entropy (select + tile) subtracted from
             DeNet's loss: it keeps the policy exploring while SaNet is still changing.
+        novelty_bonus: weight of :func:`glimpse_novelty` added to each glimpse's per-glimpse
+            reward (grid policy only; not the paper): a class-independent reason to visit
+            tissue unlike the rest of the image, before SaNet can tell classes apart.
         warmup_steps: iterations at the start in which SaNet trains on uniformly random
             glimpses (the first ``k`` of each walk) and DeNet is not updated, so the policy's
             first rewards come from a classifier that already tells classes apart.
@@ -219,9 +246,15 @@ class SelectiveAttention(keras.Model):
         location_policy: str = "gaussian",
         entropy_bonus: float = 0.0,
         warmup_steps: int = 0,
+        novelty_bonus: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.novelty_bonus = float(novelty_bonus)
+        if not (math.isfinite(self.novelty_bonus) and self.novelty_bonus >= 0):
+            raise ValueError(
+                f"novelty_bonus must be >= 0. Received: novelty_bonus={novelty_bonus!r}"
+            )
         self.patch_dihedral = bool(patch_dihedral)
         self.entropy_bonus = float(entropy_bonus)
         if not (math.isfinite(self.entropy_bonus) and self.entropy_bonus >= 0):
@@ -383,6 +416,7 @@ class SelectiveAttention(keras.Model):
             location_policy=self.location_policy,
             entropy_bonus=self.entropy_bonus,
             warmup_steps=self.warmup_steps,
+            novelty_bonus=self.novelty_bonus,
         )
         return config
 
@@ -566,7 +600,7 @@ class SelectiveAttention(keras.Model):
         lstm_state = denet.initial_state(ops.shape(x)[0])
         visited = ops.zeros_like(context)
         keys = ("patch", "probs", "p", "select", "loc", "logp", "entropy", "select_logp",
-                "move_logp")
+                "move_logp", "feats")
         out: dict[str, list] = {k: [] for k in keys}
         for _ in range(steps):
             log_pi = denet.tile_policy(logits, visited)
@@ -592,7 +626,8 @@ class SelectiveAttention(keras.Model):
             for key, value in (("patch", patch), ("probs", probs), ("p", p), ("select", select),
                                ("loc", loc), ("logp", select_logp + move_logp),
                                ("entropy", denet.entropy(p) + tile_entropy),
-                               ("select_logp", select_logp), ("move_logp", move_logp)):
+                               ("select_logp", select_logp), ("move_logp", move_logp),
+                               ("feats", feats)):
                 out[key].append(value)
         return {key: ops.stack(values, axis=1) for key, values in out.items()}
 
@@ -735,6 +770,8 @@ class SelectiveAttention(keras.Model):
             if self.reward == "per_glimpse":
                 # q_t: how well patch t shows the true class (what DeNet's classifier saw).
                 q = ops.log(ops.clip(ops.sum(r["probs"] * true, axis=-1), _EPS, 1.0))
+                if self.novelty_bonus and grid:
+                    q = q + self.novelty_bonus * glimpse_novelty(r["feats"])
                 reward = ops.mean(q, axis=1)
                 if grid:
                     bern, move = r["select_logp"], r["move_logp"]

@@ -175,7 +175,8 @@ def _selective(config: TrainConfig, n: int, common: dict[str, Any], *,
         init=config.init, location_std=config.location_std, selection=config.selection,
         roi_order=config.roi_order, patch_scale=config.patch_scale, seed=config.seed,
         patch_dihedral=config.patch_dihedral, location_policy=config.location_policy,
-        entropy_bonus=config.entropy_bonus, warmup_steps=config.warmup_steps, **common,
+        entropy_bonus=config.entropy_bonus, warmup_steps=config.warmup_steps,
+        novelty_bonus=config.novelty_bonus, **common,
     )
 
 
