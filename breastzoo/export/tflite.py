@@ -16,7 +16,8 @@ Quantization:
 * ``"int8_static"``: the patch classifier's convolutions (the hybrid: both branches'; an
   ensemble: every member's) run fully in int8, weights and activations, with activation
   ranges calibrated on a representative set of training-split images (``representative``);
-  everything else (DeNet, crop geometry, resizes, the vote) stays float32 builtins:
+  everything else (DeNet with its context network, crop geometry, resizes, the vote) stays
+  float32 builtins:
   quantizing those too broke the model. On the demo model (a weak 8-class model
   with many near-ties) it agreed with Keras on 82-85% of test images, below the 98% target,
   which is why ``"int8"`` is the dynamic-range variant.
