@@ -41,7 +41,7 @@ def fit_resuming(say: Callable[[str], None], **fit_args: Any) -> dict:
         >>> fit_resuming(print, data="demo-root", config=preset("demo"))  # doctest: +SKIP
     """
     from breastzoo.quiet import keras_verbosity
-    from breastzoo.runs import default_run_dir
+    from breastzoo.runs import SetupMismatch, default_run_dir
     from breastzoo.workflow import fit
 
     base = default_run_dir("breakhis", "100", fit_args["config"], "demo")
@@ -51,9 +51,7 @@ def fit_resuming(say: Callable[[str], None], **fit_args: Any) -> dict:
             # One line per epoch when stdout is a file or a pipe, not a progress bar.
             return fit("breakhis", mag="100", preset="demo", out=out, log=say,
                        verbose=keras_verbosity(), **fit_args)
-        except ValueError as err:
-            if "different setup" not in str(err):
-                raise
+        except SetupMismatch:
             say(f"{out} holds a run of an older setup; it is kept, and this run goes to the next "
                 "free folder.")
     raise AssertionError("unreachable")

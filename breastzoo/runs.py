@@ -48,6 +48,7 @@ __all__ = [
     "RUNS_DIR",
     "PreparedData",
     "RunFolder",
+    "SetupMismatch",
     "check_resumable",
     "data_record",
     "default_run_dir",
@@ -269,6 +270,15 @@ def _with_defaults(config: Any) -> Any:
     return {**json.loads(json.dumps(TrainConfig().to_dict())), **config}
 
 
+class SetupMismatch(ValueError):
+    """A run (or study) folder was made with a different setup than the one asked for.
+
+    Example:
+        >>> issubclass(SetupMismatch, ValueError)
+        True
+    """
+
+
 def check_resumable(
     folder: str | Path,
     manifest: dict,
@@ -291,7 +301,7 @@ def check_resumable(
         kind: ``"run"`` or ``"study"``, for the message.
 
     Raises:
-        ValueError: an entry differs, naming the changed fields.
+        SetupMismatch: an entry differs, naming the changed fields (a ValueError).
 
     Example:
         >>> check_resumable("runs/x", make_manifest(prepared, config))  # doctest: +SKIP
@@ -314,7 +324,7 @@ def check_resumable(
                                for k, v in now.items() if was.get(k) != v)
         else:
             detail = f"{key.replace('_', ' ')} differs"
-        raise ValueError(
+        raise SetupMismatch(
             f"{kind.capitalize()} folder {folder} was made with a different setup ({detail}); "
             f"use --out for a new {kind} or delete the folder."
         )

@@ -168,18 +168,23 @@ def test_filtered_stderr_drops_noise_keeps_the_rest_and_survives_a_crash():
                                        "after", "last words"]
 
 
-def test_cli_filters_the_first_tensorflow_import(tmp_path):
-    # A stand-in ``tensorflow`` that prints what TensorFlow 2.21 prints while it loads.
+def fake_tensorflow(tmp_path: Path, tail: str) -> str:
+    """A stand-in ``tensorflow`` package that prints what TensorFlow 2.21 prints while it
+    loads, then a line ``kept``, then runs ``tail``; returns the PYTHONPATH that finds it."""
     fake = tmp_path / "tensorflow"
     fake.mkdir()
     (fake / "__init__.py").write_text(
         f"import os\nos.write(2, {(chr(10).join(NOISE) + chr(10)).encode()!r})\n"
-        "os.write(2, b'kept\\n')\nLEVEL = os.environ['TF_CPP_MIN_LOG_LEVEL']\n")
+        f"os.write(2, b'kept\\n')\n{tail}\n")
+    return os.pathsep.join([str(tmp_path), str(REPO)])
+
+
+def test_cli_filters_the_first_tensorflow_import(tmp_path):
+    pythonpath = fake_tensorflow(tmp_path, "LEVEL = os.environ['TF_CPP_MIN_LOG_LEVEL']")
     code = """
         import breastzoo.cli, tensorflow, sys
         print(tensorflow.LEVEL, type(tensorflow.__loader__).__name__)
     """
-    pythonpath = os.pathsep.join([str(tmp_path), str(REPO)])
     quiet = _run(code, PYTHONPATH=pythonpath)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr.splitlines() == ["kept"]
@@ -192,13 +197,8 @@ def test_cli_filters_the_first_tensorflow_import(tmp_path):
 def test_demo_filters_the_first_tensorflow_import(tmp_path):
     # The demo is not a CLI command, so it installs the same filter itself. The stand-in
     # ``tensorflow`` prints TensorFlow's start-up noise, then stops the demo with an ImportError.
-    fake = tmp_path / "tensorflow"
-    fake.mkdir()
-    (fake / "__init__.py").write_text(
-        f"import os\nos.write(2, {(chr(10).join(NOISE) + chr(10)).encode()!r})\n"
-        "os.write(2, b'kept\\n')\nraise ImportError('stand-in stops here')\n")
-    out = _run("import breastzoo.demo as d; d.main()",
-               PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    pythonpath = fake_tensorflow(tmp_path, "raise ImportError('stand-in stops here')")
+    out = _run("import breastzoo.demo as d; d.main()", PYTHONPATH=pythonpath)
     assert out.returncode != 0
     lines = out.stderr.splitlines()
     assert "kept" in lines and "stand-in stops here" in out.stderr
