@@ -11,8 +11,8 @@ Two comparisons, one script:
 * export formats (``--formats``): the *same* model as Keras, SavedModel, TFLite fp32,
   TFLite int8 (int8 weights), TFLite int8_static (int8 convolutions calibrated on the run's
   training split) and ONNX Runtime, plus file sizes; the model is a run folder's trained
-  ``model.keras`` or, without ``--run``, a fresh demo-preset DeNet+SaNet (random calibration
-  images)::
+  ``model.keras`` or, without ``--run``, a fresh demo-preset DeNet+SaNet (``--model``: another
+  ``fit --model``, e.g. ``hybrid``; random calibration images)::
 
       python bench/latency.py \
           --formats keras,savedmodel,tflite_fp32,tflite_int8,tflite_int8_static,onnx \\
@@ -81,14 +81,14 @@ def compare_models(args, batches: list[int]) -> dict:
     return results
 
 
-def _load_model(run: str | None, preset_name: str = "demo"):
+def _load_model(run: str | None, preset_name: str = "demo", model_name: str = "denet_sanet"):
     if run is None:
         from breastzoo.configs import preset
         from breastzoo.data.constants import SUBTYPES
         from breastzoo.models.factory import build_model
 
-        model = build_model(preset(preset_name), list(SUBTYPES), "100X")
-        return model, f"fresh {preset_name}-preset model"
+        model = build_model(preset(preset_name, model_name), list(SUBTYPES), "100X")
+        return model, f"fresh {preset_name}-preset {model_name} model"
     from breastzoo.zoo.publish import load_keras_model
 
     return load_keras_model(Path(run) / "model.keras"), f"{run}/model.keras"
@@ -107,7 +107,7 @@ def compare_formats(args, batches: list[int]) -> dict:
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise SystemExit(f"Unknown formats {sorted(unknown)}; expected {', '.join(FORMATS)}")
-    model, source = _load_model(args.run, args.preset)
+    model, source = _load_model(args.run, args.preset, args.model)
     w, h = model.image_size
     rng = np.random.default_rng(0)
     if args.run:
@@ -199,6 +199,9 @@ def main() -> int:
     parser.add_argument("--preset", default="demo",
                         help="--formats without --run: preset of the fresh model (tiny: a "
                              "quick check of the script)")
+    parser.add_argument("--model", default="denet_sanet",
+                        help="--formats without --run: the fresh model's fit --model "
+                             "(e.g. hybrid, with that model's preset settings)")
     parser.add_argument("--calibration-images", type=int, default=64)
     parser.add_argument("--check-images", type=int, default=None,
                         help="--formats: test-split images of the parity check (default: "
@@ -220,7 +223,8 @@ def main() -> int:
     report = {
         "device": "CPU", "threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "repeats": args.repeats, "image": "uint8 at the model's image_size (demo: 700x460)",
-        "config": args.preset if args.formats and not args.run else "demo preset",
+        "config": (f"{args.preset} preset, {args.model}" if args.formats and not args.run
+                   else "demo preset"),
     }
     if args.models:
         report["results"] = compare_models(args, batches)

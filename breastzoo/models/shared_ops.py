@@ -9,7 +9,8 @@ builtin set, which is what the TFLite and ONNX exports trace
   before 0.0); the builtin form is ``tf.argmax``. The two differ only on -0.0, which softmax
   probabilities never are.
 * ``keras.ops.image.resize(..., antialias=True)`` emits ``ScaleAndTranslate``; the resize is
-  linear and separable, so its builtin form is two constant matrix products.
+  linear and separable, so its builtin form applies its filter taps along each axis: a
+  gather of the few input rows (columns) each output row (column) reads, weighted and summed.
 
 Example:
     >>> import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "image_boxes",
     "resize_antialiased",
     "resize_matrix",
+    "resize_taps",
     "vote",
 ]
 
@@ -151,12 +153,58 @@ def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
         return keras.ops.convert_to_numpy(out)[0, :, 0, :]
 
 
+def resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """The non-zero band of :func:`resize_matrix`: ``(index, weight)``, each ``[n_out, K]``.
+
+    Output ``i`` is ``sum_k weight[i, k] * input[index[i, k]]``, the same terms as row ``i``
+    of the matrix without its zeros (``K``: the widest filter span; shorter spans are padded
+    with weight 0 on their last input). A bilinear antialiased filter covers about
+    ``2 * n_in / n_out`` inputs, so the taps hold a few percent of the matrix's values:
+    a 460x700 image's 40x56 thumbnail needs 2,320 taps instead of 57,600 matrix entries.
+
+    Example:
+        >>> index, weight = resize_taps(8, 2)
+        >>> index.shape == weight.shape, weight.sum(axis=1).round(3).tolist()
+        (True, [1.0, 1.0])
+        >>> x = np.arange(8.0)
+        >>> bool(np.allclose((weight * x[index]).sum(1), resize_matrix(8, 2) @ x))
+        True
+    """
+    matrix = resize_matrix(n_in, n_out)
+    nonzero = matrix != 0
+    first = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 0)
+    last = np.where(nonzero.any(axis=1), n_in - 1 - nonzero[:, ::-1].argmax(axis=1), 0)
+    taps = int((last - first).max()) + 1
+    span = first[:, None] + np.arange(taps)[None, :]
+    index = np.minimum(span, n_in - 1).astype("int32")
+    rows = np.arange(n_out)[:, None]
+    weight = np.where(span <= last[:, None], matrix[rows, index], 0.0).astype("float32")
+    return index, weight
+
+
+def _apply_taps(x: Any, n_in: int, n_out: int) -> Any:
+    """``[N, n_in, D]`` -> ``[N, n_out, D]``: :func:`resize_taps` along axis 1 (a gather, a
+    multiply and a sum: TFLite builtins, constants of ``n_out * K`` values)."""
+    import tensorflow as tf
+
+    index, weight = resize_taps(n_in, n_out)
+    taps = index.shape[1]
+    picked = tf.gather(x, tf.constant(index.reshape(-1)), axis=1)  # [N, n_out * K, D]
+    picked = tf.reshape(picked, [-1, n_out, taps, int(x.shape[-1])])
+    return tf.reduce_sum(picked * tf.constant(weight[None, :, :, None]), axis=2)
+
+
 def resize_antialiased(x: Any, size: tuple[int, int], *, builtin_ops: bool = False) -> Any:
     """Bilinear antialiased resize of ``[B, H, W, C]`` float images to ``size`` = (h, w).
 
     ``builtin_ops=False`` is ``keras.ops.image.resize(..., antialias=True)``; ``True``
-    multiplies by the constant row and column matrices of :func:`resize_matrix` (same numbers
-    to float32 rounding, TFLite builtins only).
+    applies the same filter taps (:func:`resize_taps`) along rows, then columns, with TFLite
+    builtins only: the same numbers to float32 rounding.
+
+    Why taps rather than the two dense matrices of :func:`resize_matrix` (the first builtin
+    form): a matrix holds ``n_out * n_in`` float32 constants, nearly all zeros, which int8
+    weight quantization leaves float (the DeNet thumbnail's two matrices were 230 KB of the
+    demo model's TFLite file, the hybrid's 2.7 MB), and multiplies every one of them.
 
     Example:
         >>> x = np.random.default_rng(0).random((1, 6, 8, 3)).astype("float32")
@@ -171,13 +219,13 @@ def resize_antialiased(x: Any, size: tuple[int, int], *, builtin_ops: bool = Fal
     import tensorflow as tf
 
     height, width, channels = int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
-    rows = tf.constant(resize_matrix(height, out_h)[None])  # [1, out_h, H]
-    cols = tf.constant(resize_matrix(width, out_w)[None])  # [1, out_w, W]
-    # Two batch matmuls with a broadcast constant and reshapes that keep C innermost, no
-    # transpose. (An einsum lowers to shapes TFLite's interpreter rejects when the batch
-    # is dynamic: "BytesRequired number of elements overflowed".)
-    x = tf.matmul(rows, tf.reshape(x, [-1, height, width * channels]))  # [B, out_h, W*C]
-    x = tf.matmul(cols, tf.reshape(x, [-1, width, channels]))  # [B*out_h, out_w, C]
+    # Rows with the pixel rows as axis 1 ([B, H, W*C]), then columns with the batch and
+    # output rows merged ([B*out_h, W, C]): reshapes that keep C innermost, no transpose,
+    # and a dynamic batch only ever in the leading axis. (An einsum of the matrices lowered
+    # to shapes TFLite's interpreter rejected when the batch is dynamic: "BytesRequired
+    # number of elements overflowed".)
+    x = _apply_taps(tf.reshape(x, [-1, height, width * channels]), height, out_h)
+    x = _apply_taps(tf.reshape(x, [-1, width, channels]), width, out_w)
     return tf.reshape(x, [-1, out_h, out_w, channels])
 
 

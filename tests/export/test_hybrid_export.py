@@ -107,7 +107,7 @@ def test_tflite_of_the_other_baselines(name, images):
     from breastzoo.models.factory import build_model
     from tests.export.conftest import small_config
 
-    # centre_roi: fixed crops, no random op; sanet_resize: the resize as batch matmuls
+    # centre_roi: fixed crops, no random op; sanet_resize: the resize as gathered filter taps
     # (an einsum there once gave a flatbuffer the interpreter refused).
     model = build_model(small_config(name), CLASSES)
     blob = convert_tflite(model)

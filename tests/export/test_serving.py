@@ -75,7 +75,7 @@ def test_probability_roi_order(images):
     np.testing.assert_array_equal(out["boxes"], np.asarray(ref["boxes"]))
 
 
-def test_whole_image_resize_as_matmul_equals_keras(images):
+def test_whole_image_resize_as_taps_equals_keras(images):
     from breastzoo.export.serving import has_rois, serving_outputs
     from breastzoo.models.factory import build_model
 

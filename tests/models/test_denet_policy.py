@@ -219,6 +219,33 @@ def test_grid_walk_is_one_walk(monkeypatch):
         assert len({tuple(box) for box in boxes}) == len(boxes), boxes
 
 
+def test_grid_inference_walk_is_one_loop_over_the_step():
+    import tensorflow as tf
+
+    # Inference runs DeNet's step in a loop, so a traced graph holds one copy of SaNet and
+    # DeNet (a While op) however long the walk; the step unrolled by hand, as training runs
+    # it, gives the same numbers: exactly eagerly, to float32 rounding traced.
+    model, _ = tiny_model("glorot", "grid")
+    x = model._scale(ops.convert_to_tensor(distinct_images(3)))
+    steps = model.walk_steps
+    context, logits = model._grid_context(x, False)
+    visited, state = ops.zeros_like(context), model.denet.initial_state(3)
+    by_hand: dict[str, list] = {key: [] for key in ("probs", "p", "select", "loc")}
+    for _ in range(steps):
+        logits, visited, state, step = model._grid_step(x, None, context, logits, visited,
+                                                        state, training=False)
+        for key, values in by_hand.items():
+            values.append(np.asarray(step[key]))
+    walk = tf.function(lambda v: model._grid_rollout(v, None, steps, training=False))
+    graph = walk.get_concrete_function(x).graph.as_graph_def()
+    assert {"While", "StatelessWhile"} & {node.op for node in graph.node}
+    eager, traced = model._grid_rollout(x, None, steps, training=False), walk(x)
+    for key, values in by_hand.items():
+        expected = np.stack(values, axis=1)
+        np.testing.assert_array_equal(np.asarray(eager[key]), expected)
+        np.testing.assert_allclose(np.asarray(traced[key]), expected, atol=1e-6)
+
+
 def test_grid_policy_roundtrip(tmp_path):
     model, _ = tiny_model("glorot", "grid")
     loaded = assert_keras_roundtrip(model, distinct_images(2), tmp_path)
