@@ -1,28 +1,65 @@
-"""Paper 002's Table 7 analogue: SEP channel pruning of the Inception-SEP branch, and Fig. 13's
-SEP + magnitude versus magnitude alone at equal size.
+"""SEP channel pruning that keeps accuracy: paper 002's Table 7 and Fig. 13 analogues, on
+the real BreaKHis subset (patient-wise folds) and on the synthetic testbed.
 
-One InceptionSEP branch (full width unless ``--width``) on the whole image resized to
-``--size`` (224), binary task, the cached synthetic demo testbed (``ensure_demo_data``) at one
-magnification, patient-wise split (train / val / test as ``breastzoo fit`` makes it; val is
-unused). Images are scaled to [0, 1]; no stain normalisation or augmentation (a short budget
-on a small CPU).
+**Real subset** (``--data real``, the default): the hybrids ``bench/real.py`` trained on its
+patient-wise folds (preset ``real``: two half-width Inception-SEP branches at 112x112, 5x3
+patches; ``<--source-runs>/seed<S>-fold<i>-hybrid``) are pruned with ``breastzoo prune``
+(:func:`breastzoo.pruning.run.prune_run`), one run folder per variant under ``--runs``,
+evaluated on the fold's test patients. Variants (:data:`HYBRID_PLANS`), each retrained
+``--retrain-epochs`` epochs of ``--steps`` iterations:
 
-1. Train the unpruned branch for ``--epochs`` epochs (Adam 1e-3, batch ``--batch``).
-2. For every ratio O in ``--ratios``: start from that trained model, one SEP loop
-   (importance = mean SE gate over the training images, eq. 5; remove O of each SEP block's
-   channels, eq. 8 with R = 1; physical removal), retrain ``--retrain-epochs`` epochs, and
-   measure parameters, MACs, CPU latency per image (batch 1, median of ``--repeats`` timed
-   calls of a compiled ``tf.function``) and test accuracy. O = 0 is the unpruned model given
-   the same retraining budget.
-3. SEP (O = ``--combo-ratio``) + TF-MOT magnitude pruning (sparsity ``--combo-sparsity``
-   during the retraining) versus magnitude pruning alone from the unpruned model at the
-   sparsity that leaves the same number of non-zero weights; accuracy and gzip size.
+* ``unpruned+retrain``: O = 0 retrained like the pruned rows (the reference: same budget);
+* ``sep/run``: SEP O = ``--ratio``, retrained with the run's own schedule from its start
+  (the first recipe); ``sep/restart``: warm restart; ``sep/restart+kd``: warm restart and
+  distillation; ``sep+convs/restart+kd``: the same with the stem and reduce convolutions
+  pruned too;
+* ``sep+magnitude``: SEP O plus magnitude pruning to ``--sparsity``; ``magnitude``:
+  magnitude alone at the sparsity that leaves the same non-zero weights (Fig. 13);
+* ``unpruned`` (the source run as trained) and ``majority``.
 
-Writes JSON (``--json``) and prints a table::
+Variants run one after another over every fold, so an interrupted run keeps whole variants;
+finished run folders are read back on a rerun.
 
-    python bench/prune.py --json bench/results/prune.json
+**Testbed** (``--data testbed``): one full-width Inception-SEP branch (3.77 M parameters,
+paper 002's Table 7 model) on the whole image resized to ``--size`` (scaled to [0, 1];
+random flips; class-balanced loss), benign vs malignant at 100X, one replicate per
+patient-wise split seed. (On the real subset this bare branch does not learn at a CPU
+budget: fold 0 scored 0.38 balanced accuracy after 8 epochs at 160x160, so the real rows use
+the hybrids, which do.)
 
-Numbers come from the synthetic testbed, not BreaKHis.
+In each testbed replicate the unpruned branch trains ``--epochs`` epochs (Adam ``--lr``); then every
+variant starts from those weights and retrains ``--retrain-epochs`` epochs:
+
+* ``unpruned``: no retraining (what the variants start from);
+* ``unpruned+retrain``: O = 0 retrained like the pruned rows (the reference: same budget);
+* ``sep/constant``: SEP O = ``--ratio`` (R = 1: eq. 5 importance, eq. 8 removal, physical
+  removal), retrained at the training rate, constant (the recipe of the first benchmark);
+* ``sep/restart``: the same pruned network, warm restart: the rate climbs from
+  ``--retrain-lr``/10 to ``--retrain-lr`` over one epoch, then cosine decay to zero
+  (:func:`breastzoo.models.factory.warm_restart_schedule`);
+* ``sep/restart+kd``: warm restart plus distillation from the unpruned branch
+  (:class:`breastzoo.pruning.retrain.Distiller`, ``--alpha``, ``--temperature``);
+* ``sep+convs/restart+kd``: the same, with the stem and reduce convolutions pruned too
+  (``prune_once(..., convs=True)``);
+* ``sep+magnitude``: SEP O plus TF-MOT magnitude pruning to ``--sparsity`` during the warm
+  restart retraining; ``magnitude``: magnitude pruning alone from the unpruned branch at the
+  sparsity that leaves the same number of non-zero weights (Fig. 13), same retraining;
+* ``majority``: the training part's majority class (the trivial baseline).
+
+Each row: balanced accuracy and accuracy on the test patients, per-class prediction counts,
+parameters, non-zero parameters, MACs (224x224). Summary: mean ± standard error over
+replicates, and each variant's paired difference from ``unpruned+retrain``. Latency: the
+unpruned and the O-pruned architectures at batch 1, 224x224, timed round-robin in one process
+(``--latency-repeats``). Results are written after every replicate and a rerun resumes.
+
+Usage::
+
+    python bench/prune.py --quick                  # real subset, 3 folds: <= 60 min, 2 cores
+    python bench/prune.py --quick --data testbed   # testbed, split seeds 0, 1, 2
+    python bench/prune.py --data real --size 224 --epochs 10 --retrain-epochs 6
+    python bench/prune.py --latency-only           # the O sweep's architectures, timed
+
+Writes ``bench/results/prune_<data>[_quick].json``.
 """
 
 from __future__ import annotations
@@ -34,255 +71,551 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from breastzoo.io import atomic_write_json, read_json  # noqa: E402
+
+VARIANTS = ("majority", "unpruned", "unpruned+retrain", "sep/constant", "sep/restart",
+            "sep/restart+kd", "sep+convs/restart+kd", "sep+magnitude", "magnitude")
+REFERENCE = "unpruned+retrain"
 
 
-def _load(args) -> dict:
-    import numpy as np
+# ------------------------------------------------------------------ data
 
+def _arrays(records, class_names, size: int):
     from breastzoo.data.pipeline import make_dataset
-    from breastzoo.paths import ensure_demo_data
+
+    ds = make_dataset(records, class_names, task="binary", batch_size=32,
+                      image_size=(700, 460), resize=(size, size))
+    xs, ys = [], []
+    for images, labels in ds:
+        xs.append(images.numpy())
+        ys.append(labels.numpy())
+    return np.concatenate(xs).astype("float32") / 255.0, np.concatenate(ys).astype("int32")
+
+
+def replicates(args):
+    """Yield ``(key, description, (x_train, y_train), (x_test, y_test), class_names)``."""
     from breastzoo.training import prepare_data
 
-    root = ensure_demo_data(args.testbed_size)
-    prepared = prepare_data("breakhis", str(root), args.mag, "binary", args.seed)
-    out = {"class_names": prepared.class_names, "root": str(root)}
-    for part, records in prepared.parts().items():
-        ds = make_dataset(records, prepared.class_names, task="binary", batch_size=32,
-                          image_size=(700, 460), resize=(args.size, args.size))
-        xs, ys = [], []
-        for images, labels in ds:
-            xs.append(images.numpy())
-            ys.append(labels.numpy())
-        out[part] = (np.concatenate(xs).astype("float32") / 255.0, np.concatenate(ys))
-    return out
+    if args.data == "real":
+        from real import fold_splits
+
+        if not args.real.is_dir():
+            raise SystemExit(f"Real data not found. Received: --real {args.real} (the "
+                             "BreaKHis subset lives in ../shared/realdata)")
+        base = prepare_data("breakhis", str(args.real), "100X", "binary", 0)
+        for seed in args.seeds:
+            for i, split in enumerate(fold_splits(base.records, args.folds, seed, "binary")):
+                if args.only is not None and i not in args.only:
+                    continue
+                parts = split.assign(base.records)
+                yield (f"seed{seed}-fold{i}", f"fold {i + 1}/{args.folds}, seed {seed}",
+                       lambda p=parts, b=base: (
+                           _arrays(p["train"] + p["val"], b.class_names, args.size),
+                           _arrays(p["test"], b.class_names, args.size)),
+                       base.class_names, sorted({r.patient for r in parts["test"]}))
+    else:
+        from breastzoo.paths import ensure_demo_data
+
+        root = ensure_demo_data(args.testbed_size)
+        for seed in args.seeds:
+            prepared = prepare_data("breakhis", str(root), "100X", "binary", seed)
+            parts = prepared.parts()
+            yield (f"seed{seed}", f"split seed {seed}",
+                   lambda p=parts, c=prepared.class_names: (
+                       _arrays(p["train"] + p["val"], c, args.size),
+                       _arrays(p["test"], c, args.size)),
+                   prepared.class_names, sorted({r.patient for r in parts["test"]}))
 
 
-def _compile(model, lr: float):
+# ------------------------------------------------------------------ training
+
+def _flip_batches(x, y, batch: int, seed: int):
+    """An endless generator of shuffled, randomly flipped batches (cheap augmentation), with
+    class-balancing sample weights (Keras takes no ``class_weight`` with a generator)."""
+    weight = _class_weight(y)
+    w = np.array([weight[int(c)] for c in y], "float32")
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(y))
+        for i in range(0, len(order) - batch + 1, batch):
+            idx = order[i:i + batch]
+            xb = x[idx]
+            if rng.random() < 0.5:
+                xb = xb[:, :, ::-1]
+            if rng.random() < 0.5:
+                xb = xb[:, ::-1]
+            yield np.ascontiguousarray(xb), y[idx], w[idx]
+
+
+def _class_weight(y) -> dict[int, float]:
+    counts = np.bincount(y, minlength=2).astype(float)
+    return {c: float(len(y) / (2 * max(n, 1))) for c, n in enumerate(counts)}
+
+
+def _fit(model, x, y, *, epochs: int, batch: int, seed: int, callbacks=()):
     import keras
 
-    # Eager: every pruned model is a new graph, and tracing one costs minutes on a busy
-    # 2-core machine, more than the per-op overhead of a few hundred eager steps.
+    steps = max(1, len(y) // batch)
+    keras.utils.set_random_seed(seed)
+    model.fit(_flip_batches(x, y, batch, seed), steps_per_epoch=steps, epochs=epochs,
+              shuffle=False, callbacks=list(callbacks), verbose=0)
+    return model
+
+
+def _compile(model, lr) -> None:
+    import keras
+
+    # Eager: every pruned model is a new graph, and tracing one costs about as much as
+    # a few dozen eager steps on a small CPU.
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], run_eagerly=True)
 
 
-def _accuracy(model, x, y) -> float:
-    import numpy as np
+def _score(model, x, y) -> dict:
+    from sklearn.metrics import balanced_accuracy_score
 
     probs = model.predict(x, batch_size=32, verbose=0)
-    return float((np.argmax(probs, axis=1) == y).mean())
+    pred = np.argmax(probs, axis=1)
+    return {"balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+            "accuracy": float((pred == y).mean()),
+            "prediction_counts": np.bincount(pred, minlength=probs.shape[1]).tolist(),
+            "label_counts": np.bincount(y, minlength=probs.shape[1]).tolist()}
 
 
-def _latency_ms(model, size: int, repeats: int) -> float:
-    import numpy as np
-    import tensorflow as tf
+def _size(model) -> dict:
+    from breastzoo.models.complexity import count_macs
+    from breastzoo.pruning.magnitude import sparsity
 
-    x = tf.constant(np.random.default_rng(0).uniform(0, 1, (1, size, size, 3)), tf.float32)
-    fn = tf.function(lambda t: model(t, training=False))
-    fn(x)
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn(x).numpy()
-        times.append(time.perf_counter() - t)
-    return 1000.0 * statistics.median(times)
+    stats = sparsity(model)
+    return {"params": int(model.count_params()), "nonzero_params": stats["nonzero_params"],
+            "kernel_sparsity": round(stats["sparsity"], 4),
+            "macs_224": count_macs(model, np.zeros((1, 224, 224, 3), "float32"))}
 
 
 def _kernel_split(model) -> tuple[int, int]:
     """(weights in prunable kernels, all other weights) of a dense model."""
-    import numpy as np
-
     from breastzoo.pruning.magnitude import prunable_kernels
 
     kernels = sum(int(np.prod(k.shape)) for k in prunable_kernels(model))
     return kernels, int(model.count_params()) - kernels
 
 
-def _latency_table(args) -> None:
-    """Latency of every ratio's architecture, timed round-robin (weights do not matter)."""
-    import numpy as np
+def run_replicate(args, key: str, load, seed: int) -> list[dict]:
+    import keras
+
+    from breastzoo.models.factory import warm_restart_schedule
+    from breastzoo.models.inception_sep import InceptionSEP
+    from breastzoo.pruning.magnitude import MagnitudePruning
+    from breastzoo.pruning.retrain import Distiller
+    from breastzoo.pruning.sep import prune_once
+
+    (x_tr, y_tr), (x_te, y_te) = load()
+    print(f"[{key}] train {len(y_tr)} images {np.bincount(y_tr, minlength=2).tolist()}, "
+          f"test {len(y_te)} images {np.bincount(y_te, minlength=2).tolist()}", flush=True)
+    rows = []
+    majority = int(np.bincount(y_tr, minlength=2).argmax())
+    counts = [0, 0]
+    counts[majority] = len(y_te)
+    rows.append({"variant": "majority", "balanced_accuracy": 0.5,
+                 "accuracy": float((y_te == majority).mean()), "prediction_counts": counts,
+                 "label_counts": np.bincount(y_te, minlength=2).tolist()})
+    one = x_tr[:1]
+    started = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    base = InceptionSEP(2)
+    base(one)
+    _compile(base, args.lr)
+    _fit(base, x_tr, y_tr, epochs=args.epochs, batch=args.batch, seed=seed)
+    weights = base.get_weights()
+    rows.append({"variant": "unpruned", **_score(base, x_te, y_te), **_size(base),
+                 "seconds": round(time.perf_counter() - started, 1)})
+    print(f"[{key}] {json.dumps(rows[-1])}", flush=True)
+    scoring = [x_tr[i:i + 32] for i in range(0, len(x_tr), 32)]
+    steps = max(1, len(y_tr) // args.batch)
+    total = args.retrain_epochs * steps
+
+    def fresh():
+        model = InceptionSEP(2)
+        model(one)
+        model.set_weights(weights)
+        return model
+
+    def restart():
+        return warm_restart_schedule(args.retrain_lr, total, steps)
+
+    pruned, _ = prune_once(fresh(), scoring, args.ratio)
+    pruned_weights = pruned.get_weights()
+
+    def fresh_pruned():
+        model = type(pruned).from_config(pruned.get_config())  # the same narrower widths
+        model(one)
+        model.set_weights(pruned_weights)
+        return model
+
+    pruned_convs, _ = prune_once(fresh(), scoring, args.ratio, convs=True)
+    convs_weights = pruned_convs.get_weights()
+
+    def fresh_pruned_convs():
+        model = type(pruned_convs).from_config(pruned_convs.get_config())
+        model(one)
+        model.set_weights(convs_weights)
+        return model
+
+    k1, other1 = _kernel_split(pruned)
+    k0, other0 = _kernel_split(base)
+    mag_sparsity = 1.0 - ((1.0 - args.sparsity) * k1 + other1 - other0) / k0
+    plans = {
+        "unpruned+retrain": (fresh, restart, None, None),
+        "sep/constant": (fresh_pruned, lambda: args.lr, None, None),
+        "sep/restart": (fresh_pruned, restart, None, None),
+        "sep/restart+kd": (fresh_pruned, restart, "kd", None),
+        "sep+convs/restart+kd": (fresh_pruned_convs, restart, "kd", None),
+        "sep+magnitude": (fresh_pruned, restart, None, args.sparsity),
+        "magnitude": (fresh, restart, None, mag_sparsity),
+    }
+    for name in args.variants:
+        if name not in plans:
+            continue
+        make, lr, kd, sparsity = plans[name]
+        started = time.perf_counter()
+        keras.utils.set_random_seed(seed)
+        student = make()
+        model = student
+        if kd:
+            model = Distiller(student, fresh(), alpha=args.alpha, temperature=args.temperature)
+            model.compile(optimizer=keras.optimizers.Adam(lr()), run_eagerly=True)
+        else:
+            _compile(student, lr())
+        callbacks = []
+        if sparsity:
+            callbacks.append(MagnitudePruning(sparsity, end_step=max(2, total),
+                                              frequency=max(1, total // 10), target=student))
+        _fit(model, x_tr, y_tr, epochs=args.retrain_epochs, batch=args.batch, seed=seed,
+             callbacks=callbacks)
+        rows.append({"variant": name, **_score(student, x_te, y_te), **_size(student),
+                     "seconds": round(time.perf_counter() - started, 1)})
+        print(f"[{key}] {json.dumps(rows[-1])}", flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ real: the hybrids
+
+#: Real-subset variants: ``breastzoo prune`` (:func:`breastzoo.pruning.run.prune_run`)
+#: keyword arguments, on top of ``--ratio`` and the retraining budget.
+#: In the order they run (every fold of one before the next), most telling first.
+HYBRID_PLANS: dict[str, dict] = {
+    "unpruned+retrain": dict(ratio=0.0),
+    "sep/restart+kd": dict(distill="alpha"),
+    "sep/run": dict(schedule="run"),
+    "sep+magnitude": dict(magnitude="sparsity"),
+    "magnitude": dict(ratio=0.0, magnitude="matched"),
+    "sep+convs/restart+kd": dict(distill="alpha", convs=True),
+    "sep/restart": dict(),
+}
+
+
+def _prediction_list(metrics: dict, names: list[str]) -> list[int]:
+    return [int(metrics["prediction_counts"][n]) for n in names]
+
+
+def run_hybrid_replicate(args, key: str, source: Path, variants: list[str]) -> list[dict]:
+    """``variants`` of one trained ``bench/real.py`` hybrid, through ``prune_run`` (those
+    already in their run folders are read back)."""
+    from breastzoo import runs
+    from breastzoo.pruning.run import prune_run
+
+    metrics = runs.RunFolder(source).read_metrics()
+    names = list(metrics["prediction_counts"])
+    label_counts = [int(metrics["label_counts"][n]) for n in names]
+    prepared = runs.load_prepared(source)
+    train = [r.label for r in prepared.parts()["train"]]
+    majority = max(names, key=train.count)
+    rows = [{"variant": "majority", "balanced_accuracy": 0.5,
+             "prediction_counts": [sum(label_counts) if n == majority else 0 for n in names],
+             "label_counts": label_counts},
+            {"variant": "unpruned", "balanced_accuracy": metrics["balanced_accuracy"],
+             "prediction_counts": _prediction_list(metrics, names),
+             "label_counts": label_counts}]
+    from breastzoo.pruning.magnitude import sparsity
+
+    model = runs.load_model(runs.RunFolder(source).model_path)
+    rows[-1].update(params=int(model.count_params()),
+                    nonzero_params=sparsity(model)["nonzero_params"])
+    k0, other0 = _kernel_split(model)
+    del model
+    done: dict[str, dict] = {}
+    for name in variants:
+        if name not in HYBRID_PLANS:
+            continue
+        plan = dict(HYBRID_PLANS[name])
+        if plan.get("distill") == "alpha":
+            plan["distill"] = args.alpha
+        if plan.get("magnitude") == "sparsity":
+            plan["magnitude"] = args.sparsity
+        if plan.get("magnitude") == "matched":
+            if "sep+magnitude" not in done:
+                continue
+            target = done["sep+magnitude"]["nonzero_params"]
+            plan["magnitude"] = round(1.0 - (target - other0) / k0, 4)
+        plan.setdefault("ratio", args.ratio)
+        out = args.runs / key / name.replace("/", "-").replace("+", "_")
+        result_path = runs.RunFolder(out).pruning_path
+        started = time.perf_counter()
+        if result_path.exists():
+            result = read_json(result_path)
+            after = runs.RunFolder(out).read_metrics()
+        else:
+            result = prune_run(source, loops=1, epochs=args.retrain_epochs,
+                               steps_per_epoch=args.steps, retrain_lr=args.retrain_lr or None,
+                               temperature=args.temperature, out=out, eager=True, verbose=0,
+                               log=lambda _msg: None, **plan)
+            after = result.pop("metrics")
+            atomic_write_json(out / "bench_seconds.json",
+                              {"seconds": round(time.perf_counter() - started, 1)})
+        row = {"variant": name, "balanced_accuracy": after["balanced_accuracy"],
+               "accuracy": after.get("accuracy"),
+               "prediction_counts": _prediction_list(after, names),
+               "label_counts": label_counts, "params": result["params_after"],
+               "nonzero_params": result["nonzero_params_after"],
+               "macs": result["macs_after"], "plan": plan,
+               "seconds": read_json(out / "bench_seconds.json")["seconds"]}
+        rows[1].setdefault("macs", result["macs_before"])
+        done[name] = row
+        rows.append(row)
+        print(f"[{key}] {json.dumps(row)}", flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ latency
+
+def latency(args, ratios: list[str]) -> list[dict]:
+    """Batch-1 latency of each ratio's architecture at 224x224, timed round-robin (a ``c``
+    suffix: the stem and reduce convolutions pruned too)."""
     import tensorflow as tf
 
     from breastzoo.models.complexity import count_macs
     from breastzoo.models.inception_sep import InceptionSEP
     from breastzoo.pruning.sep import prune_once
 
-    rng = np.random.default_rng(args.seed)
-    scoring = [rng.uniform(0, 1, (8, args.size, args.size, 3)).astype("float32")]
-    base = InceptionSEP(2, width=args.width)
+    rng = np.random.default_rng(0)
+    scoring = [rng.uniform(0, 1, (8, 224, 224, 3)).astype("float32")]
+    base = InceptionSEP(2)
     base(scoring[0][:1])
     x = tf.constant(scoring[0][:1])
     models = {}
-    for ratio in [float(r) for r in args.ratios.split(",")]:
-        model = base if ratio == 0 else prune_once(base, scoring, ratio)[0]
+    for name in ratios:
+        ratio, convs = float(str(name).rstrip("c")), str(name).endswith("c")
+        model = base if ratio == 0 else prune_once(base, scoring, ratio, convs=convs)[0]
         fn = tf.function(lambda t, m=model: m(t, training=False))
         fn(x)
         fn(x)
-        models[ratio] = (model, fn, [])
-    for _ in range(args.repeats):
+        models[str(name)] = (model, fn, [])
+    for _ in range(args.latency_repeats):
         for _, fn, times in models.values():
             t = time.perf_counter()
             fn(x).numpy()
             times.append(time.perf_counter() - t)
     rows = []
     for ratio, (model, _, times) in models.items():
-        rows.append({"ratio": ratio, "params": int(model.count_params()),
-                     "macs": count_macs(model, x),
+        rows.append({"ratio": ratio, "convs": ratio.endswith("c"),
+                     "params": int(model.count_params()),
+                     "macs_224": count_macs(model, x),
                      "latency_ms": 1000.0 * statistics.median(times)})
-    ref = rows[0]
     for row in rows:
-        row["latency_x"] = row["latency_ms"] / ref["latency_ms"]
-        print(json.dumps(row))
-    result = {"command": "python bench/prune.py " + " ".join(sys.argv[1:]),
-              "latency": f"CPU, batch 1, {args.size}x{args.size}, median of {args.repeats} "
-                         f"round-robin calls of each model's tf.function (shared 2-core "
-                         f"machine)", "rows": rows}
-    if args.json:
-        from breastzoo.io import atomic_write_json
-
-        atomic_write_json(args.json, result)
+        row["params_x"] = row["params"] / rows[0]["params"]
+        row["macs_x"] = row["macs_224"] / rows[0]["macs_224"]
+        row["latency_x"] = row["latency_ms"] / rows[0]["latency_ms"]
+    return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--testbed-size", "--preset", dest="testbed_size", default="demo",
-                        choices=("tiny", "demo", "full"), help="testbed size (--preset: old name)")
-    parser.add_argument("--mag", default="100")
-    parser.add_argument("--seed", type=int, default=0)
+# ------------------------------------------------------------------ summary
+
+def _mean_se(values: list[float]) -> dict:
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
+    return {"mean": mean, "se": se, "n": len(values)}
+
+
+def summarise(per_replicate: dict[str, list[dict]]) -> dict:
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys([*VARIANTS, *HYBRID_PLANS]):
+        runs = [next((r for r in rows if r["variant"] == name), None)
+                for rows in per_replicate.values()]
+        runs = [r for r in runs if r]
+        if not runs:
+            continue
+        entry = {key: _mean_se([r[key] for r in runs])
+                 for key in ("balanced_accuracy", "accuracy")
+                 if all(r.get(key) is not None for r in runs)}
+        entry["prediction_counts"] = np.sum([r["prediction_counts"] for r in runs], 0).tolist()
+        for key in ("params", "nonzero_params", "macs_224", "macs"):
+            if key in runs[0]:
+                entry[key] = runs[0][key]
+        pairs = []
+        for rows in per_replicate.values():  # paired within each replicate
+            by_name = {r["variant"]: r for r in rows}
+            if name in by_name and REFERENCE in by_name:
+                pairs.append((by_name[name]["balanced_accuracy"],
+                              by_name[REFERENCE]["balanced_accuracy"]))
+        if pairs and name != REFERENCE:
+            entry["delta_vs_reference_points"] = _mean_se([100 * (a - b) for a, b in pairs])
+        out[name] = entry
+    return out
+
+
+def _fmt(stat: dict, scale: float = 1.0) -> str:
+    if stat["se"] is None:
+        return f"{scale * stat['mean']:.3f}"
+    return f"{scale * stat['mean']:.3f} ± {scale * stat['se']:.3f}"
+
+
+def _fmt_delta(stat: dict | None) -> str:
+    if stat is None:
+        return "-"
+    if stat["se"] is None:
+        return f"{stat['mean']:+.1f}"
+    return f"{stat['mean']:+.1f} ± {stat['se']:.1f}"
+
+
+def markdown(report: dict) -> str:
+    lines = ["| variant | params | non-zero | MACs | balanced acc. | vs reference "
+             "(points) | predicted benign / malignant |", "|---|---:|---:|---:|---:|---:|---|"]
+    for name, e in report["summary"].items():
+        delta = e.get("delta_vs_reference_points")
+        macs = e.get("macs_224") or e.get("macs")
+        counts = e["prediction_counts"]
+        lines.append(
+            f"| {name} | {e.get('params', 0):,} | {e.get('nonzero_params', 0):,} | "
+            f"{'-' if not macs else f'{macs / 1e9:.3f} G'} | {_fmt(e['balanced_accuracy'])} | "
+            f"{_fmt_delta(delta)} | "
+            f"{' / '.join(str(c) for c in counts)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("real", "testbed"), default="real")
+    parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "realdata")
+    parser.add_argument("--source-runs", type=Path, default=ROOT / "runs" / "bench-real",
+                        help="real: the trained hybrids of bench/real.py "
+                             "(<dir>/seed<S>-fold<i>-hybrid)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-prune-real",
+                        help="real: where the pruned runs go (a rerun resumes)")
+    parser.add_argument("--testbed-size", default="demo", choices=("tiny", "demo", "full"))
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--only", type=int, nargs="*", default=None,
+                        help="real data: run only these fold indices")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="real: fold seeds (default 0); testbed: split seeds "
+                             "(default 0 1 2)")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--width", type=float, default=1.0)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--retrain-epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--retrain-epochs", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="real: iterations per retraining epoch (default: the run's)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--ratios", default="0,0.5,0.7,0.9,0.95")
-    parser.add_argument("--combo-ratio", type=float, default=0.5)
-    parser.add_argument("--combo-sparsity", type=float, default=0.5)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--retrain-lr", type=float, default=None,
+                        help="warm restart peak (testbed default 3e-4; real default: "
+                             "prune_run's, 0.3 x the run's rate)")
+    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--sparsity", type=float, default=0.5)
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated (default: every variant of the --data mode)")
+    parser.add_argument("--latency-repeats", type=int, default=30)
     parser.add_argument("--latency-only", action="store_true",
-                        help="only CPU latency of the pruned architectures, measured "
-                             "interleaved (round-robin) so machine load hits all alike")
-    parser.add_argument("--no-combo", action="store_true",
-                        help="skip the SEP + magnitude vs magnitude comparison")
+                        help="only time the architectures (--ratios; 'c' suffix: with --convs)")
+    parser.add_argument("--ratios", default="0,0.5,0.5c,0.7,0.9")
+    parser.add_argument("--quick", action="store_true",
+                        help="real: 3 folds of seed 0, 2 retraining epochs of 20 iterations; "
+                             "testbed: 160x160, "
+                             "8 + 4 epochs. Each at most 60 minutes on 2 cores")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-
-    import keras
-    import numpy as np
-
-    from breastzoo.models.complexity import count_macs
-    from breastzoo.models.inception_sep import InceptionSEP
-    from breastzoo.pruning.magnitude import MagnitudePruning, gzip_weights_size, sparsity
-    from breastzoo.pruning.sep import prune_once
-
-    started = time.perf_counter()
+    args = parser.parse_args(argv)
+    if args.quick:
+        if args.data == "real":
+            args.retrain_epochs, args.steps = 2, args.steps or 20
+        else:
+            args.size, args.epochs, args.retrain_epochs = 160, 8, 4
+    if args.seeds is None:
+        args.seeds = [0] if args.data == "real" else [0, 1, 2]
+    if args.retrain_lr is None and args.data == "testbed":
+        args.retrain_lr = 3e-4
+    default = list(HYBRID_PLANS) if args.data == "real" else list(VARIANTS[2:])
+    args.variants = ([v.strip() for v in args.variants.split(",") if v.strip()]
+                     if args.variants else default)
     if args.latency_only:
-        _latency_table(args)
-        return
-    data = _load(args)
-    (x_tr, y_tr), (x_te, y_te) = data["train"], data["test"]
-    print(f"train {len(y_tr)} images, test {len(y_te)} images ({args.mag}X, binary)")
-    keras.utils.set_random_seed(args.seed)
-    base = InceptionSEP(2, width=args.width)
-    base(x_tr[:1])
-    _compile(base, args.lr)
-    t = time.perf_counter()
-    base.fit(x_tr, y_tr, epochs=args.epochs, batch_size=args.batch, shuffle=True, verbose=2)
-    print(f"unpruned trained in {time.perf_counter() - t:.0f} s; "
-          f"test acc {_accuracy(base, x_te, y_te):.3f}")
-    base_weights = base.get_weights()
-    one = x_tr[:1]
-    scoring = [x_tr[i:i + 32] for i in range(0, len(x_tr), 32)]
-
-    def fresh_base():
-        model = InceptionSEP(2, width=args.width)
-        model(one)
-        model.set_weights(base_weights)
-        return model
-
-    rows = []
-    for ratio in [float(r) for r in args.ratios.split(",")]:
-        t = time.perf_counter()
-        keras.utils.set_random_seed(args.seed)
-        model = fresh_base()
-        if ratio > 0:
-            model, _ = prune_once(model, scoring, ratio)
-        _compile(model, args.lr)
-        model.fit(x_tr, y_tr, epochs=args.retrain_epochs, batch_size=args.batch, shuffle=True,
-                  verbose=0)
-        row = {"ratio": ratio, "params": int(model.count_params()),
-               "macs": count_macs(model, one),
-               "latency_ms": _latency_ms(model, args.size, args.repeats),
-               "accuracy": _accuracy(model, x_te, y_te),
-               "seconds": round(time.perf_counter() - t, 1)}
-        rows.append(row)
-        print(json.dumps(row))
-    ref = rows[0] if rows and rows[0]["ratio"] == 0 else None
-    if ref:
+        rows = latency(args, args.ratios.split(","))
         for row in rows:
-            row["params_x"] = row["params"] / ref["params"]
-            row["macs_x"] = row["macs"] / ref["macs"]
-            row["latency_x"] = row["latency_ms"] / ref["latency_ms"]
-            row["accuracy_delta_points"] = 100.0 * (row["accuracy"] - ref["accuracy"])
-
-    # Fig. 13: SEP + magnitude vs magnitude alone at the same number of non-zero weights.
-    combo, variants = [], []
-    if not args.no_combo:
-        keras.utils.set_random_seed(args.seed)
-        sep_model, _ = prune_once(fresh_base(), scoring, args.combo_ratio)
-        k1, other1 = _kernel_split(sep_model)
-        target_nonzero = (1.0 - args.combo_sparsity) * k1 + other1
-        k0, other0 = _kernel_split(base)
-        mag_sparsity = 1.0 - (target_nonzero - other0) / k0
-        variants = [("sep+magnitude", sep_model, args.combo_sparsity),
-                    ("magnitude", fresh_base(), mag_sparsity)]
-    steps = args.retrain_epochs * int(np.ceil(len(y_tr) / args.batch))
-    for name, model, s in variants:
-        t = time.perf_counter()
-        keras.utils.set_random_seed(args.seed)
-        _compile(model, args.lr)
-        cb = MagnitudePruning(s, end_step=max(2, steps), frequency=max(1, steps // 10))
-        model.fit(x_tr, y_tr, epochs=args.retrain_epochs, batch_size=args.batch, shuffle=True,
-                  callbacks=[cb], verbose=0)
-        stats = sparsity(model)
-        row = {"method": name, "sep_ratio": args.combo_ratio if name != "magnitude" else 0.0,
-               "kernel_sparsity": round(stats["sparsity"], 4),
-               "params_dense": int(model.count_params()),
-               "nonzero_params": stats["nonzero_params"],
-               "gzip_bytes": gzip_weights_size(model),
-               "macs": count_macs(model, one),
-               "accuracy": _accuracy(model, x_te, y_te),
-               "seconds": round(time.perf_counter() - t, 1)}
-        combo.append(row)
+            print(json.dumps(row))
+        if args.json:
+            atomic_write_json(args.json, {"command": "python bench/prune.py "
+                                          + " ".join(sys.argv[1:]), "latency": rows})
+        return {"latency": rows}
+    suffix = "_quick" if args.quick else ""
+    out = args.json or ROOT / "bench" / "results" / f"prune_{args.data}{suffix}.json"
+    previous = read_json(out) if out.exists() else {}
+    settings = {k: getattr(args, k) for k in ("data", "size", "epochs", "retrain_epochs",
+                                              "steps", "batch", "lr", "retrain_lr", "ratio",
+                                              "sparsity", "alpha", "temperature")}
+    per_replicate = previous.get("replicates", {}) if previous.get("settings") == settings else {}
+    started = time.perf_counter()
+    if args.data == "real":
+        jobs = [(f"seed{seed}-fold{i}", args.source_runs / f"seed{seed}-fold{i}-hybrid")
+                for seed in args.seeds for i in range(args.folds)
+                if args.only is None or i in args.only]
+    else:
+        jobs = [(key, load) for key, _what, load, _names, _patients in replicates(args)]
+    if args.data == "real":
+        # Variant by variant, every fold of one before the next: an interrupted run still
+        # has whole variants (a mean and a standard error) for the first ones.
+        missing = [key for key, job in jobs if not (job / "model.keras").exists()]
+        if missing:
+            raise SystemExit(f"No trained hybrid for {', '.join(missing)} under "
+                             f"{args.source_runs}. Run bench/real.py --models hybrid first.")
+        jobs = [(key, args.variants[: i + 1], job) for i in range(len(args.variants))
+                for key, job in jobs]
+    for entry in jobs:
+        if args.data == "real":
+            key, variants, job = entry
+            per_replicate[key] = run_hybrid_replicate(args, key, job, variants)
+        elif entry[0] in per_replicate:
+            key = entry[0]
+            print(f"[{key}] done before, skipped", flush=True)
+            continue
+        else:
+            key, job = entry
+            seed = int(key.split("-")[0].removeprefix("seed"))
+            per_replicate[key] = run_replicate(args, key, job, seed)
+        report = {"command": "python bench/prune.py " + " ".join(sys.argv[1:] if argv is None
+                                                                   else argv),
+                  "data": ("real BreaKHis subset (../shared/realdata), 100X, benign vs "
+                           "malignant, patient-wise folds of bench/real.py; the hybrids it "
+                           "trained (preset real), pruned with breastzoo prune"
+                           if args.data == "real" else
+                           f"synthetic testbed ({args.testbed_size}), 100X, benign vs "
+                           "malignant, patient-wise split seeds; one full-width branch"),
+                  "settings": settings, "replicates": per_replicate,
+                  "summary": summarise(per_replicate),
+                  "seconds_this_invocation": round(time.perf_counter() - started, 1)}
+        atomic_write_json(out, report)
+    report = read_json(out)
+    report["latency"] = latency(args, ["0", str(args.ratio), f"{args.ratio}c"])
+    report["seconds_this_invocation"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(out, report)
+    print(markdown(report))
+    for row in report["latency"]:
         print(json.dumps(row))
-
-    result = {
-        "command": "python bench/prune.py " + " ".join(sys.argv[1:]),
-        "data": f"synthetic testbed ({args.testbed_size} size, seed {args.seed}), not BreaKHis; "
-                f"{args.mag}X, binary, patient-wise split",
-        "images": {"train": int(len(y_tr)), "test": int(len(y_te))},
-        "input": f"whole image resized to {args.size}x{args.size}, scaled to [0, 1]",
-        "width": args.width,
-        "budget": {"unpruned_epochs": args.epochs, "retrain_epochs": args.retrain_epochs,
-                   "batch": args.batch, "optimizer": f"Adam({args.lr:g})",
-                   "augmentation": "none", "loops": 1},
-        "latency": f"CPU, batch 1, median of {args.repeats} calls of a tf.function "
-                   f"(noisy shared 2-core machine)",
-        "sep": rows,
-        "magnitude_comparison": combo,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    print(f"{'O':>5} {'params':>10} {'MACs':>14} {'lat ms':>8} {'acc':>6}")
-    for r in rows:
-        print(f"{r['ratio']:>5g} {r['params']:>10,} {r['macs']:>14,} {r['latency_ms']:>8.1f} "
-              f"{r['accuracy']:>6.3f}")
-    if args.json:
-        from breastzoo.io import atomic_write_json
-
-        atomic_write_json(args.json, result)
-        print(f"wrote {args.json}")
+    print(f"wrote {out}")
+    return report
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def test_prune_hybrid_run_writes_new_run(hybrid_run, tmp_path):
     out = tmp_path / "pruned"
     result = runner.invoke(app, ["prune", str(hybrid_run), "--ratio", "0.5", "--magnitude",
                                  "0.5", "--epochs", "1", "--steps-per-epoch", "2", "--out",
-                                 str(out), "--eager", "--json"])
+                                 str(out), "--eager", "--distill", "0.5", "--json"])
     assert result.exit_code == 0, result.output
     res = json.loads(result.stdout)
     for key in ("params_before", "params_after", "macs_before", "macs_after", "irr_before",
@@ -79,7 +79,12 @@ def test_prune_hybrid_run_writes_new_run(hybrid_run, tmp_path):
     assert res["gzip_bytes_after"] < res["gzip_bytes_before"]
     for name in ("model.keras", "config.json", "history.json", "metrics.json", "pruning.json"):
         assert (out / name).stat().st_size > 0, name
-    assert read_json(out / "config.json")["pruning"]["ratio"] == 0.5
+    record = read_json(out / "config.json")["pruning"]
+    assert record["ratio"] == 0.5 and record["distill"] == 0.5
+    assert record["schedule"] == "restart" and record["retrain_lr"] > 0
+    # The history is the distillation's: both loss terms, per epoch.
+    epochs = read_json(out / "history.json")["epochs"]
+    assert {"label_loss", "distill_loss"} <= set(epochs[0])
     # The new run is an ordinary run: it reloads and evaluates again.
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
     assert model.count_params() == res["params_after"]
@@ -100,6 +105,14 @@ def test_prune_errors_are_one_line(tmp_path):
     assert missing.exit_code == 2 and "run folder" in missing.output
     empty = runner.invoke(app, ["prune", str(tmp_path), "--ratio", "0.5"])
     assert empty.exit_code == 2 and "Not a finished run folder" in empty.output
+    # Retraining options are checked before anything is loaded too.
+    schedule = runner.invoke(app, ["prune", str(tmp_path), "--ratio", "0.5", "--schedule",
+                                   "sgdr"])
+    assert schedule.exit_code == 2 and "schedule='sgdr'" in schedule.output
+    distill = runner.invoke(app, ["prune", str(tmp_path), "--ratio", "0.5", "--distill", "2"])
+    assert distill.exit_code == 2 and "distill must be in [0, 1]" in distill.output
+    lr = runner.invoke(app, ["prune", str(tmp_path), "--ratio", "0.5", "--retrain-lr", "0"])
+    assert lr.exit_code == 2 and "retrain_lr" in lr.output
 
 
 def test_prune_source_resolves_run_folders_and_zoo_names(tmp_path):

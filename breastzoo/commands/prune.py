@@ -37,6 +37,20 @@ def prune(
     zoo_root: Annotated[str | None, typer.Option("--zoo", help="Zoo root for names.")] = None,
     eager: Annotated[bool, typer.Option(
         "--eager", help="Retrain eagerly (faster than graph tracing for a few steps).")] = False,
+    schedule: Annotated[str, typer.Option(
+        "--schedule", help="Retraining rate: 'restart' (warm restart to --retrain-lr, cosine "
+                           "decay to 0) or 'run' (the source run's own schedule).")] = "restart",
+    retrain_lr: Annotated[float | None, typer.Option(
+        "--retrain-lr", help="Peak rate of the warm restart (default: 0.3 x the run's "
+                             "rate).")] = None,
+    distill: Annotated[float, typer.Option(
+        "--distill", help="Weight alpha in [0, 1] of distillation from the unpruned model "
+                          "(0: labels only).")] = 0.0,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", help="Distillation temperature T.")] = 2.0,
+    convs: Annotated[bool, typer.Option(
+        "--convs/--sep-only", help="Also prune the stem and reduce convolutions (BatchNorm "
+                                   "scale importance), which SEP leaves whole.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Prune a trained Inception-SEP model, retrain it on the run's training split, evaluate
@@ -46,7 +60,10 @@ def prune(
     log = (lambda _msg: None) if as_json else console.print
     result = prune_run(source, ratio, loops=loops, magnitude=magnitude, epochs=epochs,
                        steps_per_epoch=steps_per_epoch, out=out, data=data, zoo_root=zoo_root,
-                       eager=eager, verbose=keras_verbosity(quiet=as_json), log=log)
+                       eager=eager, schedule=schedule, retrain_lr=retrain_lr, distill=distill,
+                       temperature=temperature, convs=convs,
+                       verbose=keras_verbosity(quiet=as_json),
+                       log=log)
     result.pop("metrics")
     if as_json:
         print_json({**{k: result[k] for k in JSON_KEYS}, **result})

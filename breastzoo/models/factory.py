@@ -44,6 +44,32 @@ def build_model(
     return model
 
 
+def warm_restart_schedule(peak_lr: float, total_steps: int, warmup_steps: int
+                          ) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up from ``peak_lr / 10`` to ``peak_lr``, then cosine decay to zero.
+
+    The ``cosine`` learning-rate schedule of training, and the warm restart of pruning's
+    retraining (:mod:`breastzoo.pruning.retrain`): a freshly pruned network starts from
+    trained weights, so the rate climbs back gently instead of jumping to its peak.
+
+    Args:
+        peak_lr: the rate reached after the warm-up.
+        total_steps: optimizer steps of the whole run (at least 2).
+        warmup_steps: steps of the warm-up (capped at half the run).
+
+    Example:
+        >>> s = warm_restart_schedule(1e-3, 100, 10)
+        >>> round(float(s(0)), 6), round(float(s(10)), 6), round(float(s(100)), 6)
+        (0.0001, 0.001, 0.0)
+    """
+    # Adam's early steps on a fresh BatchNorm net are the noisiest: warm up first.
+    total = max(2, int(total_steps))
+    warmup = max(0, min(int(warmup_steps), total // 2))
+    return keras.optimizers.schedules.CosineDecay(
+        peak_lr / 10.0, decay_steps=total - warmup, warmup_target=peak_lr, warmup_steps=warmup,
+    )
+
+
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
     """Compile with the paper's optimisers: Adam for the classifier with per-epoch
     exponential decay, and (selective models) Adam for DeNet; ``config.optimizer="sgd"``
@@ -61,14 +87,8 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     from breastzoo.models.specs import spec_of
 
     if config.lr_schedule == "cosine":
-        # Warm up over the first epoch (Adam's early steps on a fresh BatchNorm net are the
-        # noisiest), then decay to zero at the last step.
-        total = max(2, config.epochs * steps_per_epoch)
-        warmup = min(steps_per_epoch, total // 2)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.sanet_lr / 10.0, decay_steps=total - warmup, warmup_target=config.sanet_lr,
-            warmup_steps=warmup,
-        )
+        schedule = warm_restart_schedule(config.sanet_lr, config.epochs * steps_per_epoch,
+                                         steps_per_epoch)
     else:
         schedule = keras.optimizers.schedules.ExponentialDecay(
             config.sanet_lr, decay_steps=max(1, config.lr_decay_steps or steps_per_epoch),

@@ -123,7 +123,7 @@ def sparsity(model: keras.Model) -> dict[str, float | int]:
 
     Example:
         >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
-        >>> m.layers[0].kernel.assign(np.array([[0.0], [1.0]], "float32"))
+        >>> _ = m.layers[0].kernel.assign(np.array([[0.0], [1.0]], "float32"))
         >>> sparsity(m)["sparsity"]
         0.5
     """
@@ -146,6 +146,9 @@ class MagnitudePruning(keras.callbacks.Callback):
         frequency: update the masks every this many steps.
         schedule: ``"polynomial"`` (TF-MOT ``PolynomialDecay``, power 3) or ``"constant"``
             (``ConstantSparsity`` from ``begin_step``).
+        target: the model whose kernels are pruned (default: the model being fit). Set it
+            when the fitted model wraps others, e.g. a
+            :class:`~breastzoo.pruning.retrain.Distiller`, whose teacher must stay dense.
 
     Example:
         >>> cb = MagnitudePruning(0.5, end_step=20, frequency=5)  # doctest: +SKIP
@@ -154,7 +157,7 @@ class MagnitudePruning(keras.callbacks.Callback):
 
     def __init__(self, target_sparsity: float, end_step: int, begin_step: int = 0,
                  initial_sparsity: float = 0.0, frequency: int = 10,
-                 schedule: str = "polynomial") -> None:
+                 schedule: str = "polynomial", target: keras.Model | None = None) -> None:
         super().__init__()
         if not 0.0 <= float(target_sparsity) < 1.0:
             raise ValueError(f"sparsity must be in [0, 1). Received: "
@@ -169,6 +172,7 @@ class MagnitudePruning(keras.callbacks.Callback):
         self.initial_sparsity = float(initial_sparsity)
         self.frequency = max(1, int(frequency))
         self.schedule_name = schedule
+        self.target = target
         self._engine: Any = None
 
     def _make_schedule(self) -> Any:
@@ -188,7 +192,8 @@ class MagnitudePruning(keras.callbacks.Callback):
         impl = _pruning_impl()
         self._step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="pruning_step")
         pruning_vars = []
-        for kernel in prunable_kernels(self.model):
+        model = self.target if self.target is not None else self.model
+        for kernel in prunable_kernels(model):
             # The engine assigns through tf.Variable.assign: give it Keras 3's backing
             # tf.Variable so the model's own variable is updated in place.
             weight = kernel.value
@@ -271,7 +276,7 @@ def gzip_weights_size(model: keras.Model) -> int:
     Example:
         >>> m = keras.Sequential([keras.Input((100,)), keras.layers.Dense(100)])
         >>> dense = gzip_weights_size(m)
-        >>> m.layers[0].kernel.assign(np.zeros((100, 100), "float32"))
+        >>> _ = m.layers[0].kernel.assign(np.zeros((100, 100), "float32"))
         >>> gzip_weights_size(m) < dense / 10
         True
     """

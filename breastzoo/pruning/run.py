@@ -32,7 +32,14 @@ import numpy as np
 from breastzoo import runs
 from breastzoo.io import atomic_write_json
 
-__all__ = ["prune_run", "resolve_source"]
+__all__ = ["RETRAIN_LR_SCALE", "SCHEDULES", "prune_run", "resolve_source"]
+
+#: Retraining schedules: a warm restart (default) or the source run's own.
+SCHEDULES = ("restart", "run")
+#: Default peak rate of the warm restart, as a fraction of the run's training rate: a pruned
+#: network keeps most of its trained weights, and the full rate undoes them (measured in
+#: docs/pruning.md).
+RETRAIN_LR_SCALE = 0.3
 
 
 def resolve_source(source: str | Path, zoo_root: str | Path | None = None
@@ -105,6 +112,11 @@ def prune_run(
     data: str | None = None,
     zoo_root: str | Path | None = None,
     eager: bool = False,
+    schedule: str = "restart",
+    retrain_lr: float | None = None,
+    distill: float = 0.0,
+    temperature: float = 2.0,
+    convs: bool = False,
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -126,6 +138,18 @@ def prune_run(
         zoo_root: zoo root used to resolve a model name.
         eager: retrain eagerly (``run_eagerly=True``): tracing the training graph of a
             hybrid takes minutes on a small CPU, more than a few eager steps.
+        schedule: ``"restart"`` (default): each loop's learning rate restarts at
+            ``retrain_lr / 10``, climbs to ``retrain_lr`` over one epoch and decays to zero
+            (:func:`~breastzoo.models.factory.warm_restart_schedule`); ``"run"``: the source
+            run's own optimiser schedule, from its start (the first version's recipe).
+        retrain_lr: peak rate of the warm restart (default: :data:`RETRAIN_LR_SCALE` x the
+            run's rate).
+        distill: weight ``alpha`` in [0, 1] of distillation from the unpruned source model
+            (:class:`~breastzoo.pruning.retrain.Distiller`); 0 retrains on the labels alone.
+        temperature: distillation temperature ``T``.
+        convs: also prune the stem and reduce convolutions by the same fraction
+            (:func:`~breastzoo.pruning.sep.select_conv_channels`, BatchNorm-scale
+            importance): SEP leaves them whole, and they hold much of the latency.
         verbose: Keras progress mode.
         log: where progress lines go.
 
@@ -148,10 +172,18 @@ def prune_run(
     from breastzoo.models.complexity import count_macs
     from breastzoo.models.factory import compile_model
     from breastzoo.pruning.magnitude import MagnitudePruning, gzip_weights_size, sparsity
+    from breastzoo.pruning.retrain import Distiller
     from breastzoo.pruning.sep import loop_fraction, prune_once, sep_branches
     from breastzoo.training import build_datasets, fit_model
 
     fraction = loop_fraction(ratio, loops)  # validates ratio and loops
+    if schedule not in SCHEDULES:
+        raise ValueError(f"Unknown retraining schedule. Received: schedule={schedule!r}; "
+                         f"expected one of {', '.join(SCHEDULES)}")
+    if not 0.0 <= float(distill) <= 1.0:
+        raise ValueError(f"distill must be in [0, 1]. Received: distill={distill!r}")
+    if retrain_lr is not None and float(retrain_lr) <= 0:
+        raise ValueError(f"retrain_lr must be > 0. Received: retrain_lr={retrain_lr!r}")
     if magnitude is not None and not 0.0 <= float(magnitude) < 1.0:
         raise ValueError(f"magnitude must be in [0, 1). Received: magnitude={magnitude!r}")
     if epochs is not None and int(epochs) < 1:
@@ -183,11 +215,17 @@ def prune_run(
         f"IRR {irr_before:.3f}; pruning O={ratio:g} in {loops} loop(s) (X={fraction:.3f})")
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    peak = float(retrain_lr) if retrain_lr else config.sanet_lr * RETRAIN_LR_SCALE
     atomic_write_json(run.manifest_path, {
         **manifest,
         "pruning": {"source": str(source), "ratio": ratio, "loops": loops,
-                    "fraction_per_loop": fraction, "magnitude": magnitude},
+                    "fraction_per_loop": fraction, "magnitude": magnitude,
+                    "schedule": schedule, "retrain_lr": peak if schedule == "restart" else None,
+                    "distill": float(distill), "temperature": float(temperature),
+                    "convs": bool(convs)},
     })
+    # The teacher is the unpruned source model, for every loop (not the previous loop's).
+    teacher = runs.load_model(model_path) if distill else None
     keras.utils.set_random_seed(config.seed)
     train, val, steps = build_datasets(prepared, config)
     # Eq. 5 averages over the training samples as they are, not augmented copies.
@@ -200,20 +238,29 @@ def prune_run(
     for loop in range(loops):
         started = time.perf_counter()
         if fraction > 0:
-            model, keep = prune_once(model, scoring, fraction, max_batches=importance_batches)
+            model, keep = prune_once(model, scoring, fraction, max_batches=importance_batches,
+                                     convs=convs)
             kept = {b: {m: len(idx) for m, idx in mods.items()} for b, mods in keep.items()}
-        compile_model(model, config, steps)
+        retrain_config = config
+        if schedule == "restart":
+            retrain_config = config.replace(lr_schedule="cosine", sanet_lr=peak, epochs=per_loop)
+        compile_model(model, retrain_config, steps)
+        trained = model
+        if distill:
+            trained = Distiller(model, teacher, alpha=float(distill),
+                                temperature=float(temperature))
+            trained.compile(optimizer=model.optimizer)
         if eager:
-            model.run_eagerly = True
+            trained.run_eagerly = True
         callbacks: list = []
         last = loop == loops - 1
         if magnitude and last:
             total = per_loop * steps
             callbacks.append(MagnitudePruning(float(magnitude), end_step=max(2, total),
-                                              frequency=max(1, total // 10)))
+                                              frequency=max(1, total // 10), target=model))
         # Keras' own validation only, as before: no balanced-accuracy pass, no resume state
         # (a pruning run is short and restarts from its source).
-        fit = fit_model(model, prepared, config, datasets=(train, val, steps), scores=False,
+        fit = fit_model(trained, prepared, config, datasets=(train, val, steps), scores=False,
                         epochs=per_loop, callbacks=callbacks, verbose=verbose, log=log)
         for i in range(per_loop):
             history.append({"epoch": epoch, "loop": loop,
@@ -233,6 +280,10 @@ def prune_run(
         "ratio": ratio,
         "loops": loops,
         "magnitude": magnitude,
+        "schedule": schedule,
+        "retrain_lr": peak if schedule == "restart" else None,
+        "distill": float(distill),
+        "convs": bool(convs),
         "retrain_epochs_per_loop": per_loop,
         "steps_per_epoch": steps,
         "params_before": before["params"],

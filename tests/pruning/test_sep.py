@@ -171,3 +171,61 @@ def test_prune_retrain_save_reload(images, tmp_path):
 def test_rejects_other_models():
     with pytest.raises(ValueError, match="InceptionSEP"):
         sep_branches(keras.Sequential([keras.layers.Dense(1)]))
+
+
+def test_inert_stem_and_reduce_channels_are_removed_without_changing_outputs(images):
+    """convs=True: a stem or reduce channel with BatchNorm scale and shift 0 outputs exactly 0
+    (after the ReLU), so removing it, and its consumers' input weights, changes nothing."""
+    from breastzoo.pruning.sep import INNER_CONV_KEYS, conv_importance, select_conv_channels
+
+    keras.utils.set_random_seed(2)
+    net = InceptionSEP(2, width=TINY)
+    net(images)
+    _sharpen(net)
+    for key in INNER_CONV_KEYS:
+        layer = _inner(net, key)
+        gamma = keras.ops.convert_to_numpy(layer.bn.gamma).copy()
+        beta = keras.ops.convert_to_numpy(layer.bn.beta).copy()
+        gamma[1::2], beta[1::2] = 0.0, 0.0  # every other channel inert
+        layer.bn.gamma.assign(gamma)
+        layer.bn.beta.assign(beta)
+    imp = conv_importance(net)
+    assert all((imp[k][1::2] == 0).all() for k in INNER_CONV_KEYS)
+    selected = select_conv_channels(net, 0.5)
+    keep = {}
+    for key in INNER_CONV_KEYS:  # the inert channels go first
+        c = len(imp[key])
+        keep[key] = np.arange(0, c, 2)
+        assert not set(np.arange(1, c, 2)) & set(selected[key].tolist()), key
+    expected = keras.ops.convert_to_numpy(net(images, training=False))
+    small = prune_model(net, {"self": keep})
+    assert small.channels["stem3"] == len(keep["stem3"])
+    assert small.channels["3a_3x3r"] == len(keep["3a_3x3r"])
+    actual = keras.ops.convert_to_numpy(small(images, training=False))
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+    assert count_macs(small, images[:1]) < 0.6 * count_macs(net, images[:1])
+
+
+@pytest.mark.slow  # 20 s: three tiny branches and a .keras round trip
+def test_pruning_convs_too_cuts_the_macs_sep_leaves(images, tmp_path):
+    keras.utils.set_random_seed(3)
+    net = InceptionSEP(2, width=TINY)
+    net(images)
+    sep_only, _ = prune_once(net, [images], 0.5)
+    both, keep = prune_once(net, [images], 0.5, convs=True)
+    assert "stem1" in keep["self"] and "3a" in keep["self"]
+    macs = {name: count_macs(m, images[:1]) for name, m in
+            (("net", net), ("sep", sep_only), ("both", both))}
+    assert macs["both"] < 0.8 * macs["sep"] < macs["net"]
+    assert both.count_params() < sep_only.count_params()
+    assert_keras_roundtrip(both, images, tmp_path)
+
+
+def _inner(net: InceptionSEP, key: str):
+    from breastzoo.pruning.sep import STEM_KEYS
+
+    if key in STEM_KEYS:
+        return net.stem[STEM_KEYS.index(key)]
+    module, kind = key.split("_")
+    inception = net.inceptions[list(MODULES).index(module)]
+    return inception.b3r if kind == "3x3r" else inception.b5r
