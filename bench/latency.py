@@ -20,6 +20,13 @@ Two comparisons, one script:
 
 Inputs are uint8 700x460 images, as a microscope would send them. Passing ``--formats``
 alone skips the model comparison; pass ``--models`` too to run both.
+
+``--quick`` (a few minutes on 2 cores; at most 60): batch 1 only, 10 repeats, 2 threads,
+and with ``--formats`` unset the edge formats ``keras,tflite_fp32,tflite_int8`` with a
+32-image parity check::
+
+    python bench/latency.py --quick --run runs/breakhis-100x-denet_sanet-subtype-demo-seed0-2 \
+        --json bench/results/latency_quick.json
 """
 
 from __future__ import annotations
@@ -210,8 +217,18 @@ def main() -> int:
                         help="folder for the exported files; files already there are reused")
     parser.add_argument("--threads", type=int, default=None,
                         help="TFLite / ONNX Runtime threads (default: runtime default)")
+    parser.add_argument("--quick", action="store_true",
+                        help="batch 1, 10 repeats, 2 threads; default formats "
+                             "keras,tflite_fp32,tflite_int8 (edge models)")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
+    if args.quick:
+        args.batches, args.repeats = "1", min(args.repeats, 10)
+        args.threads = args.threads or 2
+        if args.models is None and args.formats is None:
+            args.formats = "keras,tflite_fp32,tflite_int8"
+        if args.formats and args.check_images is None:
+            args.check_images = 32
     if args.models is None and args.formats is None:
         args.models = ",".join(MODELS)
 

@@ -1,5 +1,5 @@
-"""Zoo fixtures: one tiny DeNet+SaNet run trained and published (via `fit --publish`) per
-session; tests copy its version folder instead of publishing again."""
+"""Zoo fixtures: tests copy the version folder of the session's published tiny DeNet+SaNet
+run (``published``, tests/conftest.py) instead of publishing again."""
 
 from __future__ import annotations
 
@@ -7,26 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-NAME = "tiny_denet"
-
-
-@pytest.fixture(scope="session")
-def published(tiny_testbed, tmp_path_factory):
-    """``(zoo root, run folder)``: ``breastzoo fit ... --config tiny --publish`` on the tiny
-    testbed, publishing version 1 of ``tiny_denet`` with the real SavedModel writer."""
-    from breastzoo.cli import app
-
-    base = tmp_path_factory.mktemp("published")
-    root, run = base / "zoo", base / "run"
-    result = CliRunner().invoke(app, [
-        "fit", "breakhis", "--mag", "100", "--data", str(tiny_testbed), "--config", "tiny",
-        "--out", str(run), "--publish", "--name", NAME, "--json",
-    ], env={"BREASTZOO_ZOO": str(root)})
-    assert result.exit_code == 0, result.output
-    assert (root / NAME / "1" / "SHA256SUMS").is_file()
-    return root, run
+from tests.conftest import NAME  # noqa: F401  (the published model's name)
 
 
 @pytest.fixture
