@@ -54,7 +54,9 @@ unpruned and the O-pruned architectures at batch 1, 224x224, timed round-robin i
 
 Usage::
 
-    python bench/prune.py --quick                  # real subset, 3 folds: <= 60 min, 2 cores
+    python bench/prune.py --quick                  # real subset, 3 folds, 4 variants: ~55 min
+    python bench/prune.py --quick --variants unpruned+retrain,sep/restart+kd,sep+magnitude,\
+        magnitude,sep+convs/restart+kd,sep/run     # the table in docs/benchmarks.md
     python bench/prune.py --quick --data testbed   # testbed, split seeds 0, 1, 2
     python bench/prune.py --data real --size 224 --epochs 10 --retrain-epochs 6
     python bench/prune.py --latency-only           # the O sweep's architectures, timed
@@ -312,12 +314,15 @@ def run_replicate(args, key: str, load, seed: int) -> list[dict]:
 HYBRID_PLANS: dict[str, dict] = {
     "unpruned+retrain": dict(ratio=0.0),
     "sep/restart+kd": dict(distill="alpha"),
-    "sep/run": dict(schedule="run"),
     "sep+magnitude": dict(magnitude="sparsity"),
     "magnitude": dict(ratio=0.0, magnitude="matched"),
     "sep+convs/restart+kd": dict(distill="alpha", convs=True),
+    "sep/run": dict(schedule="run"),
     "sep/restart": dict(),
 }
+#: ``--quick`` on the real subset: the reference, the recommended recipe and the Fig. 13
+#: pair, 4 x 3 runs of about 4.5 minutes on 2 cores.
+QUICK_REAL = ("unpruned+retrain", "sep/restart+kd", "sep+magnitude", "magnitude")
 
 
 def _prediction_list(metrics: dict, names: list[str]) -> list[int]:
@@ -550,6 +555,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.retrain_lr is None and args.data == "testbed":
         args.retrain_lr = 3e-4
     default = list(HYBRID_PLANS) if args.data == "real" else list(VARIANTS[2:])
+    if args.quick and args.data == "real":
+        default = list(QUICK_REAL)
     args.variants = ([v.strip() for v in args.variants.split(",") if v.strip()]
                      if args.variants else default)
     if args.latency_only:
