@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from breastzoo.cli import app
-from tests.zoo.conftest import NAME, published  # noqa: F401 - session fixture, shared
+from tests.conftest import NAME
 
 runner = CliRunner()
 
