@@ -67,6 +67,7 @@ Writes ``bench/results/prune_<data>[_quick].json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -140,8 +141,9 @@ def replicates(args):
 def _flip_batches(x, y, batch: int, seed: int):
     """An endless generator of shuffled, randomly flipped batches (cheap augmentation), with
     class-balancing sample weights (Keras takes no ``class_weight`` with a generator)."""
-    weight = _class_weight(y)
-    w = np.array([weight[int(c)] for c in y], "float32")
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    w = compute_sample_weight("balanced", y).astype("float32")
     rng = np.random.default_rng(seed)
     while True:
         order = rng.permutation(len(y))
@@ -155,9 +157,12 @@ def _flip_batches(x, y, batch: int, seed: int):
             yield np.ascontiguousarray(xb), y[idx], w[idx]
 
 
-def _class_weight(y) -> dict[int, float]:
-    counts = np.bincount(y, minlength=2).astype(float)
-    return {c: float(len(y) / (2 * max(n, 1))) for c, n in enumerate(counts)}
+def _copy(model, weights, example):
+    """A fresh model of ``model``'s class and widths holding ``weights``."""
+    clone = type(model).from_config(model.get_config())
+    clone(example)
+    clone.set_weights(weights)
+    return clone
 
 
 def _fit(model, x, y, *, epochs: int, batch: int, seed: int, callbacks=()):
@@ -242,32 +247,20 @@ def run_replicate(args, key: str, load, seed: int) -> list[dict]:
     steps = max(1, len(y_tr) // args.batch)
     total = args.retrain_epochs * steps
 
-    def fresh():
-        model = InceptionSEP(2)
-        model(one)
-        model.set_weights(weights)
-        return model
-
     def restart():
         return warm_restart_schedule(args.retrain_lr, total, steps)
 
-    pruned, _ = prune_once(fresh(), scoring, args.ratio)
-    pruned_weights = pruned.get_weights()
+    # Every variant starts from a copy: the trained branch, or it pruned once (the same
+    # importance, the same kept channels) with or without the stem and reduce convolutions.
+    pruned, _ = prune_once(_copy(base, weights, one), scoring, args.ratio)
+    pruned_convs, _ = prune_once(_copy(base, weights, one), scoring, args.ratio, convs=True)
+    starts = {model_name: (model, model.get_weights()) for model_name, model in
+              (("base", base), ("sep", pruned), ("sep+convs", pruned_convs))}
 
-    def fresh_pruned():
-        model = type(pruned).from_config(pruned.get_config())  # the same narrower widths
-        model(one)
-        model.set_weights(pruned_weights)
-        return model
+    def start(model_name):
+        return lambda: _copy(starts[model_name][0], starts[model_name][1], one)
 
-    pruned_convs, _ = prune_once(fresh(), scoring, args.ratio, convs=True)
-    convs_weights = pruned_convs.get_weights()
-
-    def fresh_pruned_convs():
-        model = type(pruned_convs).from_config(pruned_convs.get_config())
-        model(one)
-        model.set_weights(convs_weights)
-        return model
+    fresh, fresh_pruned, fresh_pruned_convs = start("base"), start("sep"), start("sep+convs")
 
     k1, other1 = _kernel_split(pruned)
     k0, other0 = _kernel_split(base)
@@ -329,31 +322,44 @@ def _prediction_list(metrics: dict, names: list[str]) -> list[int]:
     return [int(metrics["prediction_counts"][n]) for n in names]
 
 
+@functools.cache
+def _source_facts(source: Path) -> dict:
+    """What every variant of one source hybrid needs: its scores, sizes and the majority
+    baseline (read once per fold, not once per variant pass)."""
+    from breastzoo import runs
+    from breastzoo.pruning.magnitude import sparsity
+
+    run = runs.RunFolder(source)
+    metrics = run.read_metrics()
+    names = list(metrics["prediction_counts"])
+    label_counts = [int(metrics["label_counts"][n]) for n in names]
+    train = [r.label for r in runs.load_prepared(source).parts()["train"]]
+    majority = max(names, key=train.count)
+    model = runs.load_model(run.model_path)
+    kernels, other = _kernel_split(model)
+    return {"names": names, "label_counts": label_counts,
+            "majority_counts": [sum(label_counts) if n == majority else 0 for n in names],
+            "balanced_accuracy": metrics["balanced_accuracy"],
+            "prediction_counts": _prediction_list(metrics, names),
+            "params": int(model.count_params()),
+            "nonzero_params": sparsity(model)["nonzero_params"],
+            "kernels": kernels, "other": other}
+
+
 def run_hybrid_replicate(args, key: str, source: Path, variants: list[str]) -> list[dict]:
     """``variants`` of one trained ``bench/real.py`` hybrid, through ``prune_run`` (those
     already in their run folders are read back)."""
     from breastzoo import runs
     from breastzoo.pruning.run import prune_run
 
-    metrics = runs.RunFolder(source).read_metrics()
-    names = list(metrics["prediction_counts"])
-    label_counts = [int(metrics["label_counts"][n]) for n in names]
-    prepared = runs.load_prepared(source)
-    train = [r.label for r in prepared.parts()["train"]]
-    majority = max(names, key=train.count)
+    facts = _source_facts(source)
+    names, label_counts = facts["names"], facts["label_counts"]
     rows = [{"variant": "majority", "balanced_accuracy": 0.5,
-             "prediction_counts": [sum(label_counts) if n == majority else 0 for n in names],
-             "label_counts": label_counts},
-            {"variant": "unpruned", "balanced_accuracy": metrics["balanced_accuracy"],
-             "prediction_counts": _prediction_list(metrics, names),
-             "label_counts": label_counts}]
-    from breastzoo.pruning.magnitude import sparsity
-
-    model = runs.load_model(runs.RunFolder(source).model_path)
-    rows[-1].update(params=int(model.count_params()),
-                    nonzero_params=sparsity(model)["nonzero_params"])
-    k0, other0 = _kernel_split(model)
-    del model
+             "prediction_counts": facts["majority_counts"], "label_counts": label_counts},
+            {"variant": "unpruned", "balanced_accuracy": facts["balanced_accuracy"],
+             "prediction_counts": facts["prediction_counts"], "label_counts": label_counts,
+             "params": facts["params"], "nonzero_params": facts["nonzero_params"]}]
+    k0, other0 = facts["kernels"], facts["other"]
     done: dict[str, dict] = {}
     for name in variants:
         if name not in HYBRID_PLANS:

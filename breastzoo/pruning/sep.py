@@ -48,6 +48,7 @@ __all__ = [
     "INNER_CONV_KEYS",
     "STEM_KEYS",
     "conv_importance",
+    "inner_conv",
     "select_conv_channels",
     "channel_importance",
     "loop_fraction",
@@ -229,8 +230,17 @@ def select_channels(branch: InceptionSEP, importance: dict[str, np.ndarray],
     return keep
 
 
-def _inner_conv(branch: InceptionSEP, key: str) -> Any:
-    """The ConvBNReLU layer of an :data:`INNER_CONV_KEYS` key."""
+def inner_conv(branch: InceptionSEP, key: str) -> Any:
+    """The ConvBNReLU layer of an :data:`INNER_CONV_KEYS` key.
+
+    Args:
+        branch: an InceptionSEP.
+        key: ``"stem1"``-``"stem3"`` or ``"<module>_3x3r"`` / ``"<module>_5x5r"``.
+
+    Example:
+        >>> inner_conv(InceptionSEP(2, width=0.125), "3a_3x3r").name
+        'b3x3r'
+    """
     if key in STEM_KEYS:
         return branch.stem[STEM_KEYS.index(key)]
     module, kind = key.split("_")
@@ -257,7 +267,7 @@ def conv_importance(branch: InceptionSEP) -> dict[str, np.ndarray]:
         >>> conv_importance(net)["stem3"].shape
         (24,)
     """
-    return {key: np.abs(_np(_inner_conv(branch, key).bn.gamma)).astype("float32")
+    return {key: np.abs(_np(inner_conv(branch, key).bn.gamma)).astype("float32")
             for key in INNER_CONV_KEYS}
 
 

@@ -176,14 +176,19 @@ def test_rejects_other_models():
 def test_inert_stem_and_reduce_channels_are_removed_without_changing_outputs(images):
     """convs=True: a stem or reduce channel with BatchNorm scale and shift 0 outputs exactly 0
     (after the ReLU), so removing it, and its consumers' input weights, changes nothing."""
-    from breastzoo.pruning.sep import INNER_CONV_KEYS, conv_importance, select_conv_channels
+    from breastzoo.pruning.sep import (
+        INNER_CONV_KEYS,
+        conv_importance,
+        inner_conv,
+        select_conv_channels,
+    )
 
     keras.utils.set_random_seed(2)
     net = InceptionSEP(2, width=TINY)
     net(images)
     _sharpen(net)
     for key in INNER_CONV_KEYS:
-        layer = _inner(net, key)
+        layer = inner_conv(net, key)
         gamma = keras.ops.convert_to_numpy(layer.bn.gamma).copy()
         beta = keras.ops.convert_to_numpy(layer.bn.beta).copy()
         gamma[1::2], beta[1::2] = 0.0, 0.0  # every other channel inert
@@ -220,12 +225,3 @@ def test_pruning_convs_too_cuts_the_macs_sep_leaves(images, tmp_path):
     assert both.count_params() < sep_only.count_params()
     assert_keras_roundtrip(both, images, tmp_path)
 
-
-def _inner(net: InceptionSEP, key: str):
-    from breastzoo.pruning.sep import STEM_KEYS
-
-    if key in STEM_KEYS:
-        return net.stem[STEM_KEYS.index(key)]
-    module, kind = key.split("_")
-    inception = net.inceptions[list(MODULES).index(module)]
-    return inception.b3r if kind == "3x3r" else inception.b5r
