@@ -53,6 +53,10 @@ class TrainConfig:
             learns (DeNet+SaNet only).
         novelty_bonus: weight of a class-independent "this glimpse stands out" term in the
             per-glimpse reward (grid policy; see ``selective.glimpse_novelty``).
+        rp_source: where r_p comes from (``reward="paper"`` or ``"per_image"``): ``"epoch"``,
+            the latest per-epoch validation accuracy, or ``"batch"``, the accuracy on a fixed
+            mini-batch of ``rp_images`` validation images after every SaNet step (eqs. 5-6).
+        rp_images: size of that fixed validation mini-batch (class-balanced where it can be).
         width: base filter count of SaNet (paper-sized: 64).
         batch_size: images per iteration (paper: 4 for DeNet, i.e. 20 selected patches).
         epochs: training epochs.
@@ -117,6 +121,8 @@ class TrainConfig:
     entropy_bonus: float = 0.01
     warmup_steps: int = 40
     novelty_bonus: float = 0.0
+    rp_source: str = "epoch"
+    rp_images: int = 8
     width: int = 64
     batch_size: int = 4
     epochs: int = 30
@@ -167,6 +173,14 @@ class TrainConfig:
             raise ValueError(f"Unknown reward. Received: reward={self.reward!r}")
         if not set(self.reward_terms) <= {"rp", "rc"}:
             raise ValueError(f"Unknown reward term. Received: reward_terms={self.reward_terms}")
+        if self.rp_source not in ("epoch", "batch"):
+            raise ValueError(f"Unknown rp_source. Received: rp_source={self.rp_source!r}; "
+                             "expected epoch or batch")
+        if self.rp_source == "batch" and self.reward == "per_glimpse":
+            raise ValueError("rp_source=batch needs reward paper or per_image (per_glimpse "
+                             "does not use r_p). Received: reward='per_glimpse'")
+        if self.rp_images < 1:
+            raise ValueError(f"rp_images must be >= 1. Received: rp_images={self.rp_images}")
         w, h = self.image_size
         if self.patch_scale < 1:
             raise ValueError(f"patch_scale must be >= 1. Received: "

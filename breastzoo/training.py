@@ -183,6 +183,47 @@ def _train_augment(config: TrainConfig) -> str:
     return "none" if model_spec(config.model).needs_lesion_centres else config.augment
 
 
+def reward_batch(prepared: PreparedData, config: TrainConfig) -> tuple[Any, Any]:
+    """The fixed validation mini-batch of DeNet's ``rp_source="batch"``: ``config.rp_images``
+    validation images, the classes taking turns (so accuracy on it is not one class's
+    recall), drawn with ``config.seed``. Images are decoded at ``config.image_size``.
+
+    Args:
+        prepared: the run's data (its validation part).
+        config: ``rp_images``, ``seed``, ``task``, ``image_size``.
+
+    Returns:
+        ``(images uint8 [N, H, W, 3], labels int32 [N])``.
+
+    Example:
+        >>> images, labels = reward_batch(prepared, config)  # doctest: +SKIP
+        >>> len(images) == len(labels) <= config.rp_images  # doctest: +SKIP
+        True
+    """
+    import numpy as np
+
+    from breastzoo.data.pipeline import make_dataset, record_labels
+
+    records = list(prepared.parts()["val"])
+    if not records:
+        raise ValueError("rp_source=batch needs validation images. Received: an empty "
+                         "validation part")
+    labels = np.asarray(record_labels(records, prepared.class_names, config.task))
+    rng = np.random.default_rng(config.seed)
+    queues = [list(rng.permutation(np.flatnonzero(labels == c)))
+              for c in range(len(prepared.class_names))]
+    chosen: list[int] = []
+    while len(chosen) < min(config.rp_images, len(records)):
+        for queue in queues:
+            if queue and len(chosen) < config.rp_images:
+                chosen.append(int(queue.pop()))
+    picked = [records[i] for i in chosen]
+    ds = make_dataset(picked, prepared.class_names, batch_size=len(picked), task=config.task,
+                      image_size=config.image_size)
+    images, batch_labels = next(iter(ds))[:2]
+    return np.asarray(images), np.asarray(batch_labels).reshape(-1)
+
+
 def train_steps(prepared: PreparedData, config: TrainConfig) -> int:
     """Iterations per epoch: the (augmented) training part once, capped by
     ``config.steps_per_epoch``; what :func:`build_datasets` returns, without building them."""
@@ -252,6 +293,8 @@ def fit_model(
     from breastzoo.models.specs import find_spec
 
     train, val, steps = datasets if datasets is not None else build_datasets(prepared, config)
+    if getattr(model, "rp_source", "epoch") == "batch":
+        model.set_reward_batch(*reward_batch(prepared, config))
     cbs: list[keras.callbacks.Callback] = []
     if scores:
         cbs.append(ValidationScores(val, len(prepared.class_names)))

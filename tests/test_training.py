@@ -6,6 +6,7 @@ import json
 import shutil
 
 import keras
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -92,3 +93,17 @@ def test_bad_mag_and_model_are_one_line_errors(tiny_testbed):
     assert result.exit_code == 2 and "mag='150'" in result.stderr
     result = runner.invoke(app, ["fit", "breakhis", "--model", "vgg"])
     assert result.exit_code == 2 and "vgg" in result.output
+
+
+def test_reward_batch_is_fixed_class_balanced_and_from_validation(tiny_testbed):
+    cfg = preset("tiny").replace(task="binary", rp_images=4)
+    prepared = training.prepare_data("breakhis", str(tiny_testbed), "100", "binary", 0)
+    images, labels = training.reward_batch(prepared, cfg)
+    again, labels_again = training.reward_batch(prepared, cfg)
+    assert images.shape[0] == len(labels) == 4
+    assert images.shape[1:] == (cfg.image_size[1], cfg.image_size[0], 3)
+    np.testing.assert_array_equal(images, again)  # fixed: the same images every call
+    np.testing.assert_array_equal(labels, labels_again)
+    assert sorted(labels.tolist()) == [0, 0, 1, 1]  # the classes take turns
+    with pytest.raises(ValueError, match="per_glimpse"):
+        cfg.replace(rp_source="batch", reward="per_glimpse").validate()

@@ -15,6 +15,9 @@ Training (one iteration on a mini-batch of B full-resolution images, ``train_ste
    while the model has not converged). b is the average reward of past epochs. Both come
    from :class:`SelectiveRewardCallback`, which reads Keras' per-epoch validation pass (the
    paper's per-iteration validation would cost a full validation pass per mini-batch).
+   ``rp_source="batch"`` is the faithful reading of eqs. 5-6 at a bearable cost: r_p is the
+   accuracy on a fixed validation mini-batch measured right after each iteration's SaNet
+   update (so it depends on what DeNet selected) and b is a running mean over iterations.
    ``reward="per_image"`` adds, per image, the mean log-likelihood SaNet gives the true class
    on that image's selected patches, and uses a running (EMA) baseline: the paper's scalar
    tells DeNet *whether* the iteration went well, the per-image term tells it *which* glimpses
@@ -88,6 +91,7 @@ from breastzoo.models.shared_ops import (
 __all__ = [
     "REWARDS",
     "ROI_ORDERS",
+    "RP_SOURCES",
     "SelectiveAttention",
     "SelectiveRewardCallback",
     "glimpse_novelty",
@@ -97,6 +101,9 @@ __all__ = [
 
 #: DeNet rewards (module docstring): the paper's scalar, plus per-image and per-glimpse credit.
 REWARDS = ("paper", "per_image", "per_glimpse")
+#: Where r_p comes from: Keras' per-epoch validation pass, or a fixed validation mini-batch
+#: scored after every SaNet step (eqs. 5-6: r_p then depends on what the step trained on).
+RP_SOURCES = ("epoch", "batch")
 #: Order in which glimpses become ROIs at inference (see ``SelectiveAttention``).
 ROI_ORDERS = ("selected", "probability")
 
@@ -216,6 +223,11 @@ class SelectiveAttention(keras.Model):
         warmup_steps: iterations at the start in which SaNet trains on uniformly random
             glimpses (the first ``k`` of each walk) and DeNet is not updated, so the policy's
             first rewards come from a classifier that already tells classes apart.
+        rp_source: where r_p (``reward="paper"`` / ``"per_image"``) comes from: ``"epoch"``,
+            the latest per-epoch validation accuracy (one value per epoch), or ``"batch"``,
+            the accuracy on a fixed validation mini-batch (:meth:`set_reward_batch`) right
+            after each SaNet step, as in eqs. 5-6: r_p then depends on the patches that step
+            trained on, and the baseline becomes a per-iteration running mean.
         **kwargs: passed to ``keras.Model``.
     """
 
@@ -250,9 +262,24 @@ class SelectiveAttention(keras.Model):
         entropy_bonus: float = 0.0,
         warmup_steps: int = 0,
         novelty_bonus: float = 0.0,
+        rp_source: str = "epoch",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if rp_source not in RP_SOURCES:
+            raise ValueError(
+                f"Unknown rp_source. Received: rp_source={rp_source!r}; expected one of "
+                f"{', '.join(RP_SOURCES)}"
+            )
+        if rp_source == "batch" and reward == "per_glimpse":
+            raise ValueError(
+                "rp_source='batch' sets r_p, which reward='per_glimpse' does not use. "
+                "Received: reward='per_glimpse'; use reward='paper' or 'per_image'"
+            )
+        self.rp_source = rp_source
+        # The fixed validation mini-batch of rp_source="batch" (set_reward_batch). A plain
+        # holder, not weights: it is data, and must not enter checkpoints or .keras files.
+        self._reward_batch = _RewardBatch()
         self.novelty_bonus = float(novelty_bonus)
         if not (math.isfinite(self.novelty_bonus) and self.novelty_bonus >= 0):
             raise ValueError(
@@ -420,6 +447,7 @@ class SelectiveAttention(keras.Model):
             entropy_bonus=self.entropy_bonus,
             warmup_steps=self.warmup_steps,
             novelty_bonus=self.novelty_bonus,
+            rp_source=self.rp_source,
         )
         return config
 
@@ -784,6 +812,44 @@ class SelectiveAttention(keras.Model):
 
     # ------------------------------------------------------------------ training
 
+    def set_reward_batch(self, images: Any, labels: Any) -> None:
+        """Fix the validation mini-batch that ``rp_source="batch"`` scores after every SaNet
+        step (``training.fit_model`` sets it from the validation patients).
+
+        Args:
+            images: uint8 ``[N, H, W, 3]`` validation images at ``image_size``.
+            labels: their ``N`` class indices.
+
+        Example:
+            >>> import numpy as np
+            >>> m = SelectiveAttention(2, image_size=(64, 48), patch_size=16, k=1, k_max=2,
+            ...                        max_steps=2, width=2, rp_source="batch")
+            >>> m.set_reward_batch(np.zeros((2, 48, 64, 3), "uint8"), [0, 1])
+        """
+        import numpy as np
+
+        images, labels = np.asarray(images), np.asarray(labels).reshape(-1)
+        width, height = self.image_size
+        if images.ndim != 4 or images.shape[1:] != (height, width, 3) or (
+                len(images) != len(labels) or len(labels) == 0):
+            raise ValueError(
+                f"The reward batch must be N >= 1 images of {height}x{width}x3 with N labels. "
+                f"Received: images {images.shape}, labels {labels.shape}"
+            )
+        self._reward_batch.images, self._reward_batch.labels = images, labels.astype("int32")
+
+    def _reward_batch_accuracy(self) -> Any:
+        """Accuracy of the whole model (walk + vote) on the fixed reward batch."""
+        if self._reward_batch.images is None:
+            raise ValueError(
+                "rp_source='batch' needs a fixed validation mini-batch: call "
+                "set_reward_batch(images, labels) before fit (breastzoo.training.fit_model "
+                "does)."
+            )
+        probs = self.infer(ops.convert_to_tensor(self._reward_batch.images))["probs"]
+        hits = ops.equal(ops.argmax(probs, axis=-1), self._reward_batch.labels)
+        return ops.mean(ops.cast(hits, "float32"))
+
     def _scalar_reward(self) -> Any:
         r = 0.0
         if "rp" in self.reward_terms:
@@ -843,6 +909,14 @@ class SelectiveAttention(keras.Model):
             # Keras scales only its built-in losses under tf.distribute; ours by hand.
             sanet_loss = -ops.sum(keep * log_true) / ops.maximum(n_keep, 1.0) / replicas
 
+            # SaNet steps first (DeNet's loss below reads only this rollout's tensors), so
+            # rp_source="batch" can score the fixed validation batch after this very step.
+            cls_vars = self.classifier.trainable_variables
+            with tape.stop_recording():
+                self.optimizer.apply(tape.gradient(sanet_loss, cls_vars), cls_vars)
+                if self.rp_source == "batch" and "rp" in self.reward_terms:
+                    self.last_val_accuracy.assign(self._reward_batch_accuracy())
+
             reward = self._scalar_reward() * ops.ones((batch,))
             if self.reward == "per_image":
                 per_img = ops.sum(keep * ops.stop_gradient(log_true), axis=1)
@@ -871,8 +945,6 @@ class SelectiveAttention(keras.Model):
             if self.warmup_steps:
                 denet_loss = denet_loss * (1.0 - ops.cast(warm, "float32"))
 
-        cls_vars = self.classifier.trainable_variables
-        self.optimizer.apply(tape.gradient(sanet_loss, cls_vars), cls_vars)
         den_vars = self.denet.trainable_variables
         self.denet_optimizer.apply(tape.gradient(denet_loss, den_vars), den_vars)
         del tape
@@ -885,7 +957,9 @@ class SelectiveAttention(keras.Model):
             loss_value = tf.distribute.get_replica_context().all_reduce("MEAN", loss_value)
         self.avg_train_loss.assign(self.avg_train_loss + (loss_value - self.avg_train_loss) / it)
         self.iteration.assign(it)
-        if self.reward == "per_image":
+        if self.reward == "per_image" or (self.rp_source == "batch"
+                                          and self.reward == "paper"):
+            # A reward that changes every iteration gets a running baseline (eq. 10's b).
             self.baseline.assign(0.95 * self.baseline + 0.05 * ops.mean(reward))
 
         correct = ops.cast(ops.equal(ops.argmax(probs, axis=-1), labels[:, None]), "float32")
@@ -912,6 +986,14 @@ class SelectiveAttention(keras.Model):
         return {name: self.trackers[name].result() for name in ("loss", "accuracy")}
 
 
+class _RewardBatch:
+    """Holds ``rp_source="batch"``'s fixed validation images and labels (numpy arrays)."""
+
+    def __init__(self) -> None:
+        self.images: Any = None
+        self.labels: Any = None
+
+
 def _read(variable: keras.Variable) -> float:
     # float() fails on a variable created under a tf.distribute strategy (MirroredVariable).
     return float(keras.ops.convert_to_numpy(variable.value))
@@ -935,7 +1017,7 @@ class SelectiveRewardCallback(keras.callbacks.Callback):
             model.best_val_accuracy.assign(max(_read(model.best_val_accuracy), float(val_acc)))
         if val_loss is not None and _read(model.i_gamma) == 0 and val_loss < model.gamma:
             model.i_gamma.assign(_read(model.iteration))
-        if model.reward == "paper" and "reward" in logs:
+        if model.reward == "paper" and model.rp_source == "epoch" and "reward" in logs:
             n = _read(model.epochs_seen) + 1.0
             b = _read(model.baseline)
             model.baseline.assign(b + (float(logs["reward"]) - b) / n)

@@ -176,7 +176,7 @@ def _selective(config: TrainConfig, n: int, common: dict[str, Any], *,
         roi_order=config.roi_order, patch_scale=config.patch_scale, seed=config.seed,
         patch_dihedral=config.patch_dihedral, location_policy=config.location_policy,
         entropy_bonus=config.entropy_bonus, warmup_steps=config.warmup_steps,
-        novelty_bonus=config.novelty_bonus, **common,
+        novelty_bonus=config.novelty_bonus, rp_source=config.rp_source, **common,
     )
 
 

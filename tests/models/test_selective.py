@@ -252,3 +252,46 @@ def test_selection_all_trains_on_every_glimpse():
     assert np.isfinite(logs["loss"])
     with pytest.raises(ValueError, match="selection='some'"):
         tiny(selection="some")
+
+
+@pytest.mark.slow  # 60-130 s: traces a training step with an inference walk inside
+def test_rp_from_a_fixed_batch_is_scored_after_the_sanet_step():
+    """rp_source="batch" (eqs. 5-6): r_p is the fixed validation batch's accuracy measured
+    after this iteration's SaNet update and before DeNet's, so it depends on the patches
+    the step trained on; the baseline then moves every iteration."""
+    model = tiny(reward="paper", rp_source="batch", reward_terms=("rp",))
+    model.compile(optimizer=keras.optimizers.Adam(0.05),
+                  denet_optimizer=keras.optimizers.Adam(0.05))
+    x, y = batch(4, seed=0)
+    xv, yv = batch(6, seed=1)
+    model(x)
+    model.set_reward_batch(xv, yv)
+    model.last_val_accuracy.assign(-1.0)  # impossible: the step must overwrite it
+    denet_before = [v.numpy().copy() for v in model.denet.variables]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    rp = float(model.last_val_accuracy)
+    assert rp in {i / 6 for i in range(7)}  # an accuracy over the 6 fixed images
+    assert logs["reward"] == pytest.approx(rp)
+    assert float(model.baseline) == pytest.approx(0.05 * rp)  # running mean from 0
+    # Re-score with the updated SaNet and the DeNet of before the step: the same accuracy.
+    for var, value in zip(model.denet.variables, denet_before, strict=True):
+        var.assign(value)
+    probs = model.infer(xv)["probs"]
+    assert rp == pytest.approx(float(np.mean(np.argmax(probs, -1) == yv)))
+
+
+def test_rp_source_options_are_checked():
+    with pytest.raises(ValueError, match="rp_source='later'"):
+        tiny(rp_source="later")
+    with pytest.raises(ValueError, match="per_glimpse"):
+        tiny(reward="per_glimpse", rp_source="batch")
+    model = tiny(reward="paper", rp_source="batch")
+    assert model.get_config()["rp_source"] == "batch"
+    with pytest.raises(ValueError, match="set_reward_batch"):
+        model._reward_batch_accuracy()
+    xv, yv = batch(3, seed=1)
+    with pytest.raises(ValueError, match="images"):
+        model.set_reward_batch(xv[:, :10], yv)
+    model.set_reward_batch(xv, yv)
+    accuracy = float(np.mean(np.argmax(model.infer(xv)["probs"], -1) == yv))
+    assert float(model._reward_batch_accuracy()) == pytest.approx(accuracy)
