@@ -27,6 +27,13 @@ and with ``--formats`` unset the edge formats ``keras,tflite_fp32,tflite_int8`` 
 
     python bench/latency.py --quick --run runs/breakhis-100x-denet_sanet-subtype-demo-seed0-2 \
         --json bench/results/latency_quick.json
+
+File sizes depend on the model's size: at the demo preset's SaNet width 16 (72 k parameters)
+the int8 file keeps a fixed share of graph and small float tensors, at the paper's width 64
+it is mostly int8 weights. ``--set`` sizes a fresh model, for example::
+
+    python bench/latency.py --quick --preset demo --set width=64 \
+        --json bench/results/latency_quick_denet_w64.json
 """
 
 from __future__ import annotations
@@ -88,14 +95,17 @@ def compare_models(args, batches: list[int]) -> dict:
     return results
 
 
-def _load_model(run: str | None, preset_name: str = "demo", model_name: str = "denet_sanet"):
+def _load_model(run: str | None, preset_name: str = "demo", model_name: str = "denet_sanet",
+                overrides: list[str] | tuple[str, ...] = ()):
     if run is None:
-        from breastzoo.configs import preset
+        from breastzoo.configs import apply_overrides, preset
         from breastzoo.data.constants import SUBTYPES
         from breastzoo.models.factory import build_model
 
-        model = build_model(preset(preset_name, model_name), list(SUBTYPES), "100X")
-        return model, f"fresh {preset_name}-preset {model_name} model"
+        config = apply_overrides(preset(preset_name, model_name), list(overrides))
+        model = build_model(config, list(SUBTYPES), "100X")
+        settings = f" ({', '.join(overrides)})" if overrides else ""
+        return model, f"fresh {preset_name}-preset {model_name} model{settings}"
     from breastzoo.zoo.publish import load_keras_model
 
     return load_keras_model(Path(run) / "model.keras"), f"{run}/model.keras"
@@ -114,7 +124,7 @@ def compare_formats(args, batches: list[int]) -> dict:
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise SystemExit(f"Unknown formats {sorted(unknown)}; expected {', '.join(FORMATS)}")
-    model, source = _load_model(args.run, args.preset, args.model)
+    model, source = _load_model(args.run, args.preset, args.model, args.set)
     w, h = model.image_size
     rng = np.random.default_rng(0)
     if args.run:
@@ -209,6 +219,9 @@ def main() -> int:
     parser.add_argument("--model", default="denet_sanet",
                         help="--formats without --run: the fresh model's fit --model "
                              "(e.g. hybrid, with that model's preset settings)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="--formats without --run: config overrides of the fresh model, "
+                             "e.g. --set width=64 (paper-sized SaNet)")
     parser.add_argument("--calibration-images", type=int, default=64)
     parser.add_argument("--check-images", type=int, default=None,
                         help="--formats: test-split images of the parity check (default: "
