@@ -14,7 +14,19 @@ Rows:
   anchor in the spirit of Spanhol et al. 2016), trained on train + val;
 * ``sanet_resize``, ``centre_roi``, ``random_roi``, ``denet_sanet``, ``hybrid``: the Keras
   models, trained with ``breastzoo.training.fit`` exactly as ``breastzoo fit --split``
-  does, at the ``--config`` preset.
+  does, at the ``--config`` preset;
+* ``hybrid_bagN_sum``, ``hybrid_bagN_max`` (N >= 2; not in the default ``--models``): paper
+  002's bagging, ``breastzoo fit --model hybrid --bagging N``: N hybrids, member ``i``
+  trained on all but the ``i``-th of N folds of the fold's training patients (train + val)
+  and validated on it, voting with the Sum or the Max rule. The members are trained once per
+  fold x seed, in one run folder ``seed<S>-fold<F>-hybrid_bagN`` (saved with the Sum rule);
+  the vote only changes inference, so the Max row is the same saved members reloaded
+  (``safe_mode=True``) as an ``Ensemble`` with ``rule="max"`` and scored on the same test
+  images (its metrics in ``<run>/vote-max/metrics.json``). Both rows report the training
+  time of all N members and the ensemble's parameter count; with ``hybrid`` in the same
+  invocation the summary adds the paired difference of balanced accuracy (mean ± standard
+  error over folds x seeds) and the cost ratios (time, parameters) against the single
+  hybrid. They cost about N hybrids each fold (~30 min per fold for N=5 on 2 cores).
 
 Reported per model: mean ± std over folds x seeds of IRR, PRR, AUC and balanced accuracy;
 per-class prediction counts summed over all test images (a model that calls everything one
@@ -26,6 +38,9 @@ Usage::
     python bench/real.py --quick                   # 3 folds x 1 seed (seed 0)
     python bench/real.py                           # 3 folds x 2 seeds (reuses seed 0's runs)
     python bench/real.py --models sanet_resize texture --folds 4 --seeds 0 1 2
+    # bagging (issue 14): 5 hybrids vs one, both vote rules, ~2 h on 2 cores (3 folds)
+    python bench/real.py --quick --models hybrid hybrid_bag5_sum hybrid_bag5_max \
+        --runs runs/bench-real --json bench/results/real_bagging.json --no-docs
 
 Writes ``bench/results/real[_quick].json``, the section "Real BreaKHis subset" of
 docs/benchmarks.md (between ``<!-- real-subset:begin -->`` and ``<!-- real-subset:end -->``)
@@ -35,6 +50,8 @@ and DeNet's ROIs on real test images, ``docs/img/real_rois.png``.
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import statistics
 import sys
 import time
@@ -51,6 +68,25 @@ KERAS_MODELS = ("sanet_resize", "centre_roi", "random_roi", "denet_sanet", "hybr
 ALL_MODELS = ("majority", "texture", *KERAS_MODELS)
 METRICS = ("irr", "prr", "auc", "balanced_accuracy")
 BEGIN, END = "<!-- real-subset:begin -->", "<!-- real-subset:end -->"
+# Paper 002's bagging of hybrids: N members, scored with the Sum and/or Max vote.
+BAGGING_MODEL = re.compile(r"hybrid_bag(\d+)_(sum|max)")
+
+
+def bagging_of(model: str) -> tuple[int, str] | None:
+    """``(members, vote rule)`` of a bagging row name (``hybrid_bag5_max`` -> ``(5, "max")``);
+    None for any other model."""
+    match = BAGGING_MODEL.fullmatch(model)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def model_name(text: str) -> str:
+    """argparse type of ``--models``: a name of ALL_MODELS or ``hybrid_bagN_sum|max``."""
+    bag = bagging_of(text)
+    if text in ALL_MODELS or (bag is not None and bag[0] >= 2):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unknown model {text!r}; expected one of {', '.join(ALL_MODELS)} or "
+        "hybrid_bagN_sum / hybrid_bagN_max with N >= 2")
 
 
 def fold_splits(records: list, k: int, seed: int, task: str) -> list:
@@ -119,22 +155,83 @@ def run_texture(prepared, split, cache: Path) -> dict:
     return _metrics_row(m, seconds)
 
 
-def run_keras(model: str, args: argparse.Namespace, split, run_dir: Path, seed: int) -> dict:
+def _keras_config(model: str, args: argparse.Namespace, seed: int):
     from breastzoo.configs import apply_overrides, preset
-    from breastzoo.training import fit
 
     config = preset(args.config, model).replace(task=args.task, seed=seed)
-    config = apply_overrides(config, args.set)
+    return apply_overrides(config, args.set)
+
+
+def _timed_fit(config, args: argparse.Namespace, split,
+               run_dir: Path) -> tuple[dict, float, bool]:
+    """``breastzoo.training.fit`` into ``run_dir`` (trains, resumes, or re-scores a finished
+    run) -> ``(metrics, seconds)``: the wall time of the invocation that finished training
+    (training + scoring), recorded in ``bench_seconds.json`` and kept when re-scored, and
+    whether that time is partial: it only covers the resumed part of an interrupted run ->
+    ``(metrics, seconds, partial)``."""
+    from breastzoo.training import fit
+
     timing = run_dir / "bench_seconds.json"
+    resumed = run_dir.exists() and not (run_dir / "model.keras").is_file()
     started = time.perf_counter()
     result = fit("breakhis", data=str(args.data), mag=args.mag, config=config,
                  preset=args.config, out=run_dir, split=split, verbose=0, log=lambda _: None)
     seconds = time.perf_counter() - started
     if timing.exists():  # resumed or re-scored: keep the first full training time
-        seconds = read_json(timing)["seconds"]
+        recorded = read_json(timing)
+        seconds, resumed = recorded["seconds"], recorded.get("partial", False)
     else:
-        atomic_write_json(timing, {"seconds": seconds})
-    return _metrics_row(result["metrics"], seconds)
+        atomic_write_json(timing, {"seconds": seconds, "partial": resumed})
+    return result["metrics"], seconds, resumed
+
+
+def _params(path: Path) -> int:
+    """Parameters of a saved model (an ensemble counts every member)."""
+    from breastzoo import runs
+
+    return int(runs.load_model(path).count_params())
+
+
+def run_keras(model: str, args: argparse.Namespace, split, run_dir: Path, seed: int) -> dict:
+    metrics, seconds, partial = _timed_fit(_keras_config(model, args, seed), args, split,
+                                           run_dir)
+    return {**_metrics_row(metrics, seconds), "seconds_partial": partial,
+            "params": _params(run_dir / "model.keras")}
+
+
+def run_bagging(members: int, rules: set[str], args: argparse.Namespace, prepared, split,
+                run_dir: Path, seed: int) -> dict[str, dict]:
+    """Paper 002's bagging of ``members`` hybrids on one fold: ``{rule: row}`` for ``rules``.
+
+    The members are trained once (``fit`` with ``bagging=members``, saved with the Sum rule;
+    an interrupted run resumes inside the member it stopped in, a finished one is only
+    re-scored). The Sum row is ``fit``'s own evaluation; the Max row reloads the same members
+    (``safe_mode=True``), votes them with ``rule="max"`` and scores the same test images with
+    the evaluation ``fit`` uses (``predict_records`` + ``evaluate_predictions``). Both rows
+    carry the training time of all members and the ensemble's parameters.
+    """
+    from breastzoo import runs
+    from breastzoo.evaluation.metrics import evaluate_predictions
+    from breastzoo.evaluation.reports import predict_records
+    from breastzoo.models.ensemble import Ensemble
+
+    config = _keras_config("hybrid", args, seed).replace(bagging=members, vote="sum")
+    metrics, seconds, partial = _timed_fit(config, args, split, run_dir)
+    saved = runs.load_model(run_dir / "model.keras")
+    extra = {"seconds_partial": partial, "params": int(saved.count_params()),
+             "members": members, "vote": "sum", "run_dir": run_dir.name}
+    out = {"sum": {**_metrics_row(metrics, seconds), **extra}}
+    if "max" in rules:
+        voter = Ensemble(saved.members, rule="max", name="ensemble")
+        test = prepared.parts()["test"]
+        pred = predict_records(voter, test, prepared.class_names, config,
+                               prepared.source.root)
+        m = evaluate_predictions(np.asarray(pred["labels"]), pred["probs"], pred["patients"],
+                                 prepared.class_names, task=config.task, part="test")
+        atomic_write_json(run_dir / "vote-max" / "metrics.json",
+                          {**m, "model": "hybrid", "members": members, "vote": "max"})
+        out["max"] = {**_metrics_row(m, seconds), **extra, "vote": "max"}
+    return {rule: row for rule, row in out.items() if rule in rules}
 
 
 def _mean_std(values: list) -> dict:
@@ -152,8 +249,46 @@ def summarise(rows: list[dict], names: list[str]) -> dict:
     seconds = [r["seconds"] for r in rows]
     out["seconds_median"] = statistics.median(seconds) if seconds else None
     out["seconds_total"] = sum(seconds)
+    params = [r["params"] for r in rows if r.get("params")]
+    out["params"] = int(statistics.median(params)) if params else None
     out["runs"] = len(rows)
     return out
+
+
+def paired_comparison(per_run: list[dict], model: str, baseline: str = "hybrid",
+                      key: str = "balanced_accuracy") -> dict | None:
+    """``model`` against ``baseline`` on the runs (fold x seed) both have: the mean ± standard
+    error of ``model``'s ``key`` minus ``baseline``'s, and the cost ratios (summed training
+    seconds, median parameters). None when no run pairs up.
+
+    Example:
+        >>> rows = [{"seed": 0, "fold": f, "model": m, "balanced_accuracy": b, "seconds": s,
+        ...          "params": p} for f, m, b, s, p in [(0, "a", 0.6, 50, 10),
+        ...          (0, "b", 0.5, 10, 2), (1, "a", 0.8, 50, 10), (1, "b", 0.6, 10, 2)]]
+        >>> c = paired_comparison(rows, "a", "b")
+        >>> round(c["mean"], 3), round(c["se"], 3), c["n"], c["time_ratio"], c["params_ratio"]
+        (0.15, 0.05, 2, 5.0, 5.0)
+    """
+    base = {(r["seed"], r["fold"]): r for r in per_run if r["model"] == baseline}
+    pairs = [(r, base[(r["seed"], r["fold"])]) for r in per_run
+             if r["model"] == model and (r["seed"], r["fold"]) in base]
+    pairs = [(a, b) for a, b in pairs if a.get(key) is not None and b.get(key) is not None]
+    if not pairs:
+        return None
+    diffs = [float(a[key]) - float(b[key]) for a, b in pairs]
+    n = len(diffs)
+    base_seconds = sum(b["seconds"] for _, b in pairs)
+    params = [(a.get("params"), b.get("params")) for a, b in pairs]
+    params = [pa / pb for pa, pb in params if pa and pb]
+    return {
+        "model": model, "baseline": baseline, "key": key, "n": n,
+        "mean": statistics.fmean(diffs),
+        "se": statistics.stdev(diffs) / math.sqrt(n) if n > 1 else None,
+        "diffs": diffs,
+        "time_ratio": sum(a["seconds"] for a, _ in pairs) / base_seconds if base_seconds
+        else None,
+        "params_ratio": statistics.median(params) if params else None,
+    }
 
 
 def _fmt(stat: dict) -> str:
@@ -187,6 +322,33 @@ def markdown(report: dict) -> str:
     labels = next(iter(report["summary"].values()))["label_counts"]
     lines += ["", "True labels over all test images: "
               + ", ".join(f"{labels[n]} {n}" for n in names) + "."]
+    bagged = [m for m in report["summary"] if bagging_of(m)]
+    if bagged:
+        lines += ["", "Bagging (paper 002): each `hybrid_bagN` fold trains N hybrids once, "
+                  "member i on all but the i-th of N folds of the training patients (train + "
+                  "val) and validated on it; `_sum` and `_max` score the same members with "
+                  "the Sum (mean probability) and Max (majority vote) rule. Train s is all "
+                  "N members (and scoring)."]
+        for model in bagged:
+            c = (report.get("paired") or {}).get(model)
+            params = report["summary"][model].get("params")
+            size = f" ({params:,} parameters)" if params else ""
+            if c is None:
+                lines.append(f"* `{model}`{size}: no `hybrid` row on the same folds to pair "
+                             "with.")
+                continue
+            se = "n/a" if c["se"] is None else f"{c['se']:.3f}"
+            cost = []
+            if c["time_ratio"] is not None:
+                cost.append(f"{c['time_ratio']:.1f}x the training time")
+            if c["params_ratio"] is not None:
+                cost.append(f"{c['params_ratio']:.1f}x the parameters")
+            lines.append(f"* `{model}` − `hybrid`, balanced accuracy paired over {c['n']} "
+                         f"fold x seed runs: {c['mean']:+.3f} ± {se} (mean ± standard error)"
+                         + (f"; cost {', '.join(cost)}" if cost else "") + f"{size}.")
+    if any(r.get("seconds_partial") for r in report["runs"]):
+        lines += ["", "Some training times only cover the resumed part of an interrupted run "
+                  "(`seconds_partial` in the JSON)."]
     return "\n".join(lines)
 
 
@@ -260,13 +422,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--task", default="binary", choices=("binary",))
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--models", nargs="+", default=list(ALL_MODELS), choices=ALL_MODELS)
+    parser.add_argument("--models", nargs="+", default=list(ALL_MODELS), type=model_name,
+                        metavar="MODEL",
+                        help=f"models to run (default: all of {' '.join(ALL_MODELS)}); also "
+                             "hybrid_bagN_sum / hybrid_bagN_max (N >= 2): paper 002's bagging "
+                             "of N hybrids, members trained once for both vote rules")
     parser.add_argument("--config", default="real", help="training preset (default: real)")
     parser.add_argument("--set", nargs="*", default=[], help="FIELD=VALUE config overrides")
     parser.add_argument("--quick", action="store_true",
                         help="3 folds x 1 seed (seed 0) at the preset's budget: at most 60 min "
                              "on 2 cores; the full run adds seed 1 to the same run folders")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-real")
+    parser.add_argument("--only-folds", type=int, nargs="+", default=None,
+                        help="run only these fold indices (the folds are still cut as "
+                             "--folds; for splitting a long run or reporting the finished "
+                             "folds of an interrupted one)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true")
@@ -293,19 +463,36 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{len(records)} images, {len({patient_group(r.patient) for r in records})} patients "
           f"at {args.mag}; {args.folds} folds x seeds {args.seeds} ({mode}); models: "
           f"{', '.join(args.models)}", flush=True)
+    args.models = list(dict.fromkeys(args.models))  # a repeated name would pair with itself
     rows: dict[str, list[dict]] = {m: [] for m in args.models}
     per_run = []
+    # Vote rules wanted per bagging size: one trained ensemble per fold x seed serves them all.
+    bag_rules: dict[int, set[str]] = {}
+    for model in args.models:
+        if (bag := bagging_of(model)) is not None:
+            bag_rules.setdefault(bag[0], set()).add(bag[1])
     for seed in args.seeds:
         for i, split in enumerate(fold_splits(records, args.folds, seed, args.task)):
+            if args.only_folds is not None and i not in args.only_folds:
+                continue
             prepared = base.__class__(base.source, base.magnification, base.class_names,
                                       records, split)
+            bagged: dict[int, dict[str, dict]] = {}
             for model in args.models:
                 tag = f"seed{seed}-fold{i}-{model}"
                 t0 = time.perf_counter()
+                bag = bagging_of(model)
                 if model == "majority":
                     row = run_majority(prepared, split)
                 elif model == "texture":
                     row = run_texture(prepared, split, args.runs / "texture-cache")
+                elif bag is not None:
+                    members, rule = bag
+                    if members not in bagged:
+                        bagged[members] = run_bagging(
+                            members, bag_rules[members], args, prepared, split,
+                            args.runs / f"seed{seed}-fold{i}-hybrid_bag{members}", seed)
+                    row = bagged[members][rule]
                 else:
                     row = run_keras(model, args, split, args.runs / tag, seed)
                 rows[model].append(row)
@@ -323,18 +510,24 @@ def main(argv: list[str] | None = None) -> dict:
         "magnification": args.mag, "task": args.task, "class_names": names,
         "n_images": len(records),
         "n_patient_groups": len({patient_group(r.patient) for r in records}),
-        "folds": args.folds, "seeds": args.seeds, "mode": mode, "config": args.config,
+        "folds": args.folds, "only_folds": args.only_folds, "seeds": args.seeds, "mode": mode,
+        "config": args.config,
         "set": args.set, "models": args.models,
         "command": "python bench/real.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cores": __import__("os").cpu_count(),
         "date": time.strftime("%Y-%m-%d"),
         "wall_minutes": (time.perf_counter() - started) / 60,
         # Training time of every run, summed: the cost of the table from scratch, even when
-        # this invocation resumed or re-scored runs made earlier.
-        "train_minutes_sum": sum(r["seconds"] for r in per_run) / 60,
+        # this invocation resumed or re-scored runs made earlier. The Sum and Max rows of a
+        # bagging run share one training, counted once.
+        "train_minutes_sum": sum({r.get("run_dir") or (r["seed"], r["fold"], r["model"]):
+                                  r["seconds"] for r in per_run}.values()) / 60,
         "summary": {m: summarise(rows[m], names) for m in args.models},
         "runs": per_run,
     }
+    if "hybrid" in args.models:
+        report["paired"] = {m: c for m in args.models if bagging_of(m)
+                            if (c := paired_comparison(per_run, m, "hybrid")) is not None}
     atomic_write_json(out_json, report)
     section = markdown(report)
     print("\n" + section)
