@@ -30,6 +30,7 @@ Examples::
         --json bench/results/ablation_quick.json
     python bench/ablation.py --size tiny --epochs 1 --steps 2 --models random_roi \\
         --json /tmp/ablation-smoke.json      # smoke run: seconds
+    python bench/ablation.py --merge seed0.json seeds12.json --json all.json  # no training
 """
 
 from __future__ import annotations
@@ -234,6 +235,93 @@ def run_ablation(models: Sequence[str], seeds: Sequence[int], *, size: str = "de
     }
 
 
+#: Issue 12's targets as per-seed differences (a - b, balanced accuracy unless noted).
+TARGETS = (
+    ("oracle_roi - sanet_resize >= 0.20", "oracle_roi", "sanet_resize", 0.20),
+    ("denet_sanet - sanet_resize >= 0.10", "denet_sanet", "sanet_resize", 0.10),
+    ("denet_sanet - random_roi >= 0.20", "denet_sanet", "random_roi", 0.20),
+    ("denet_sanet - oracle_roi >= -0.05", "denet_sanet", "oracle_roi", -0.05),
+)
+
+
+def target_checks(report: dict) -> list[dict]:
+    """Issue 12's targets on the report's seeds: per target the per-seed differences, their
+    median and standard error (:func:`summarise`) and whether the median meets it; plus the
+    ROI hit-rate ratio of ``denet_sanet`` to ``random_roi`` (target >= 2) and whether DeNet's
+    hit rate beats ``centre_roi``'s. Targets whose models are not in the report are skipped.
+
+    Example:
+        >>> rows = {m: {"0": {"balanced_accuracy": b, "roi_hit_rate": h}}
+        ...         for m, b, h in [("oracle_roi", 0.6, 1.0), ("sanet_resize", 0.2, None)]}
+        >>> [(c["target"], round(c["median"], 2), c["met"])
+        ...  for c in target_checks({"seeds": [0], "models": rows})]
+        [('oracle_roi - sanet_resize >= 0.20', 0.4, True)]
+    """
+    seeds = [str(s) for s in report["seeds"]]
+    models = report["models"]
+    checks = []
+    for label, a, b, threshold in TARGETS:
+        if a in models and b in models:
+            stat = summarise([models[a][s]["balanced_accuracy"] - models[b][s]["balanced_accuracy"]
+                              for s in seeds])
+            checks.append({"target": label, **stat, "met": stat["median"] >= threshold})
+    if {"denet_sanet", "random_roi"} <= set(models):
+        ratios = [models["denet_sanet"][s]["roi_hit_rate"] / models["random_roi"][s]["roi_hit_rate"]
+                  for s in seeds if models["random_roi"][s]["roi_hit_rate"]]
+        stat = summarise(ratios)
+        checks.append({"target": "ROI hit denet_sanet / random_roi >= 2", **stat,
+                       "met": stat["median"] is not None and stat["median"] >= 2})
+    if {"denet_sanet", "centre_roi"} <= set(models):
+        stat = summarise([models["denet_sanet"][s]["roi_hit_rate"]
+                          - models["centre_roi"][s]["roi_hit_rate"] for s in seeds])
+        checks.append({"target": "ROI hit denet_sanet - centre_roi > 0", **stat,
+                       "met": stat["median"] is not None and stat["median"] > 0})
+    return checks
+
+
+def merge_reports(reports: Sequence[dict]) -> dict:
+    """One report over the data seeds of several (e.g. seed 0 run first, seeds 1-2 later),
+    with the summary recomputed. The runs must share budget, config, reward and overrides,
+    and a seed measured twice must agree.
+
+    Example:
+        >>> merge_reports([a, b])["seeds"]  # doctest: +SKIP
+        [0, 1, 2]
+    """
+    first = reports[0]
+    keys = ("size", "config", "budget", "reward", "overrides")
+    for other in reports[1:]:
+        for key in keys:
+            if other[key] != first[key]:
+                raise ValueError(f"Reports differ in {key}. Received: {first[key]!r} and "
+                                 f"{other[key]!r}")
+    models = list(dict.fromkeys(m for r in reports for m in r["models"]))
+    per_seed: dict[str, dict[str, dict]] = {m: {} for m in models}
+    walls: dict[str, float] = {}
+    for report in reports:
+        walls.update(report["seed_wall_seconds"])
+        for m, rows in report["models"].items():
+            for seed, row in rows.items():
+                old = per_seed[m].get(seed)
+                if old is not None and old["balanced_accuracy"] != row["balanced_accuracy"]:
+                    raise ValueError(f"Seed {seed} of {m} differs between the reports")
+                per_seed[m][seed] = row
+    seeds = sorted({int(s) for rows in per_seed.values() for s in rows})
+    missing = [(m, s) for m in models for s in seeds if str(s) not in per_seed[m]]
+    if missing:
+        raise ValueError(f"Not every model has every seed. Missing (model, seed): {missing}")
+    return {
+        **{k: first[k] for k in keys},
+        "data": (f"synthetic testbed ({first['size']} size, data seeds "
+                 f"{', '.join(map(str, seeds))}, 100X; not BreaKHis)"),
+        "seeds": seeds, "seed_wall_seconds": walls,
+        "summary": {m: {k: summarise([per_seed[m][str(s)][k] for s in seeds])
+                        for k in METRICS} for m in models},
+        "models": per_seed,
+        "merged_from": [r.get("command") for r in reports],
+    }
+
+
 def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -270,6 +358,12 @@ def format_report(report: dict) -> str:
               f"{'model':<15} {'IRR':>13} {'PRR':>13} {'bal.acc':>13} {'ROI hit':>13}"]
     for model, stats in report["summary"].items():
         lines.append(f"{model:<15} " + " ".join(f"{_stat(stats[k]):>13}" for k in METRICS))
+    checks = target_checks(report)
+    if checks:
+        lines += ["", "issue 12 targets (median over seeds of the per-seed value)"]
+        for c in checks:
+            lines.append(f"{c['target']:<40} {_stat(c):>13}  "
+                         f"{'met' if c['met'] else 'missed'}")
     walls = ", ".join(f"seed {s}: {w / 60:.1f} min"
                       for s, w in report["seed_wall_seconds"].items())
     lines += ["", f"wall time per data seed: {walls}"]
@@ -306,6 +400,7 @@ def run_from_args(args: argparse.Namespace, models: Sequence[str]) -> dict:
                           quick=args.quick, epochs=args.epochs, steps=args.steps,
                           reward=args.reward, overrides=args.set, out=args.out)
     report["command"] = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    report["targets"] = target_checks(report)
     if args.json:
         atomic_write_json(args.json, report)
     print(format_report(report))
@@ -319,7 +414,16 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--json", required=True, help="output JSON path")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="REPORT",
+                        help="instead of training: merge these reports' data seeds into "
+                             "--json and print the tables (e.g. seed 0, then seeds 1-2)")
     args = parser.parse_args(argv)
+    if args.merge:
+        report = merge_reports([read_json(p) for p in args.merge])
+        report["targets"] = target_checks(report)
+        atomic_write_json(args.json, report)
+        print(format_report(report))
+        return 0
     run_from_args(args, [m for m in args.models.split(",") if m])
     return 0
 
