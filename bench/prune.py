@@ -312,6 +312,9 @@ HYBRID_PLANS: dict[str, dict] = {
     "sep+convs/restart+kd": dict(distill="alpha", convs=True),
     "sep/run": dict(schedule="run"),
     "sep/restart": dict(),
+    # Eq. 8's iterative form: R = 2 prune-retrain loops to the same O, the same total
+    # retraining epochs split between the loops.
+    "sep/restart+kd/R2": dict(distill="alpha", loops=2),
 }
 #: ``--quick`` on the real subset: the reference, the recommended recipe and the Fig. 13
 #: pair, 4 x 3 runs of about 4.5 minutes on 2 cores.
@@ -375,6 +378,7 @@ def run_hybrid_replicate(args, key: str, source: Path, variants: list[str]) -> l
             target = done["sep+magnitude"]["nonzero_params"]
             plan["magnitude"] = round(1.0 - (target - other0) / k0, 4)
         plan.setdefault("ratio", args.ratio)
+        loops = plan.pop("loops", 1)
         out = args.runs / key / name.replace("/", "-").replace("+", "_")
         result_path = runs.RunFolder(out).pruning_path
         started = time.perf_counter()
@@ -382,7 +386,8 @@ def run_hybrid_replicate(args, key: str, source: Path, variants: list[str]) -> l
             result = read_json(result_path)
             after = runs.RunFolder(out).read_metrics()
         else:
-            result = prune_run(source, loops=1, epochs=args.retrain_epochs,
+            result = prune_run(source, loops=loops,
+                               epochs=max(1, args.retrain_epochs // loops),
                                steps_per_epoch=args.steps, retrain_lr=args.retrain_lr or None,
                                temperature=args.temperature, out=out, eager=True, verbose=0,
                                log=lambda _msg: None, **plan)
@@ -394,7 +399,7 @@ def run_hybrid_replicate(args, key: str, source: Path, variants: list[str]) -> l
                "prediction_counts": _prediction_list(after, names),
                "label_counts": label_counts, "params": result["params_after"],
                "nonzero_params": result["nonzero_params_after"],
-               "macs": result["macs_after"], "plan": plan,
+               "macs": result["macs_after"], "plan": {**plan, "loops": loops},
                "seconds": read_json(out / "bench_seconds.json")["seconds"]}
         rows[1].setdefault("macs", result["macs_before"])
         done[name] = row
