@@ -957,8 +957,8 @@ class SelectiveAttention(keras.Model):
             loss_value = tf.distribute.get_replica_context().all_reduce("MEAN", loss_value)
         self.avg_train_loss.assign(self.avg_train_loss + (loss_value - self.avg_train_loss) / it)
         self.iteration.assign(it)
-        if self.reward == "per_image" or (self.rp_source == "batch"
-                                          and self.reward == "paper"):
+        # (rp_source="batch" comes with reward paper or per_image; __init__ refuses the rest.)
+        if self.reward == "per_image" or self.rp_source == "batch":
             # A reward that changes every iteration gets a running baseline (eq. 10's b).
             self.baseline.assign(0.95 * self.baseline + 0.05 * ops.mean(reward))
 
