@@ -44,7 +44,10 @@ variant starts from those weights and retrains ``--retrain-epochs`` epochs:
 * ``sep+magnitude``: SEP O plus TF-MOT magnitude pruning to ``--sparsity`` during the warm
   restart retraining; ``magnitude``: magnitude pruning alone from the unpruned branch at the
   sparsity that leaves the same number of non-zero weights (Fig. 13), same retraining;
-* ``majority``: the training part's majority class (the trivial baseline).
+* ``majority``: the training part's majority class (the trivial baseline);
+* ``texture`` (testbed): the simple anchor, :class:`breastzoo.models.texture.TextureClassifier`
+  fitted on the same training images. A replicate run before this row existed gets it on
+  the next invocation without retraining anything.
 
 Each row: balanced accuracy and accuracy on the test patients, per-class prediction counts,
 parameters, non-zero parameters, MACs (224x224). Summary: mean ± standard error over
@@ -60,6 +63,7 @@ Usage::
     python bench/prune.py --quick --data testbed   # testbed, split seeds 0, 1, 2
     python bench/prune.py --data real --size 224 --epochs 10 --retrain-epochs 6
     python bench/prune.py --latency-only           # the O sweep's architectures, timed
+    python bench/prune.py --merge a.json b.json --json all.json   # replicates of several runs
 
 Writes ``bench/results/prune_<data>[_quick].json``.
 """
@@ -82,9 +86,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from breastzoo.io import atomic_write_json, read_json  # noqa: E402
 
-VARIANTS = ("majority", "unpruned", "unpruned+retrain", "sep/constant", "sep/restart",
+VARIANTS = ("majority", "texture", "unpruned", "unpruned+retrain", "sep/constant", "sep/restart",
             "sep/restart+kd", "sep+convs/restart+kd", "sep+magnitude", "magnitude")
 REFERENCE = "unpruned+retrain"
+# Rows every testbed replicate has, whatever --variants says.
+BASELINES = ("majority", "texture", "unpruned")
 
 
 # ------------------------------------------------------------------ data
@@ -102,7 +108,9 @@ def _arrays(records, class_names, size: int):
 
 
 def replicates(args):
-    """Yield ``(key, description, (x_train, y_train), (x_test, y_test), class_names)``."""
+    """Yield ``(key, description, load, class_names, test_patients, records)``: ``load()``
+    gives ``((x_train, y_train), (x_test, y_test))`` and ``records`` is ``(train, test)``,
+    the image records behind them (train includes the validation part)."""
     from breastzoo.training import prepare_data
 
     if args.data == "real":
@@ -121,7 +129,8 @@ def replicates(args):
                        lambda p=parts, b=base: (
                            _arrays(p["train"] + p["val"], b.class_names, args.size),
                            _arrays(p["test"], b.class_names, args.size)),
-                       base.class_names, sorted({r.patient for r in parts["test"]}))
+                       base.class_names, sorted({r.patient for r in parts["test"]}),
+                       (parts["train"] + parts["val"], parts["test"]))
     else:
         from breastzoo.paths import ensure_demo_data
 
@@ -133,7 +142,8 @@ def replicates(args):
                    lambda p=parts, c=prepared.class_names: (
                        _arrays(p["train"] + p["val"], c, args.size),
                        _arrays(p["test"], c, args.size)),
-                   prepared.class_names, sorted({r.patient for r in parts["test"]}))
+                   prepared.class_names, sorted({r.patient for r in parts["test"]}),
+                   (parts["train"] + parts["val"], parts["test"]))
 
 
 # ------------------------------------------------------------------ training
@@ -155,6 +165,60 @@ def _flip_batches(x, y, batch: int, seed: int):
             if rng.random() < 0.5:
                 xb = xb[:, ::-1]
             yield np.ascontiguousarray(xb), y[idx], w[idx]
+
+
+def texture_row(train, test, class_names: list[str], cache: Path) -> dict:
+    """The simple anchor on one replicate: texture features + logistic regression
+    (:class:`breastzoo.models.texture.TextureClassifier`), fitted on ``train`` and scored on
+    ``test`` (image records) -> a row of the same shape as the pruned variants'."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from breastzoo.models.texture import TextureClassifier
+
+    started = time.perf_counter()
+    clf = TextureClassifier(cache_dir=cache)
+    clf.fit(train, class_names, task="binary")
+    pred = np.argmax(clf.predict_proba(test), axis=1)
+    y = np.array([class_names.index(r.label) for r in test])
+    return {"variant": "texture", "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+            "accuracy": float((pred == y).mean()),
+            "prediction_counts": np.bincount(pred, minlength=len(class_names)).tolist(),
+            "label_counts": np.bincount(y, minlength=len(class_names)).tolist(),
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def with_texture(rows: list[dict], records, class_names: list[str], cache: Path) -> list[dict]:
+    """``rows`` with the texture anchor inserted after ``majority`` if it is missing."""
+    if any(r["variant"] == "texture" for r in rows):
+        return rows
+    row = texture_row(*records, class_names, cache)
+    at = next((i + 1 for i, r in enumerate(rows) if r["variant"] == "majority"), 0)
+    return [*rows[:at], row, *rows[at:]]
+
+
+def merge(paths: list[Path]) -> dict:
+    """One report from several ``--json`` reports of the same settings (for example one data
+    seed each): their replicates side by side, re-summarised; latency from the first.
+
+    Raises:
+        SystemExit: the reports were run with different settings, or share a replicate.
+    """
+    reports = [read_json(p) for p in paths]
+    first = reports[0]
+    per_replicate: dict[str, list[dict]] = {}
+    for path, report in zip(paths, reports, strict=True):
+        if report.get("settings") != first.get("settings"):
+            raise SystemExit(f"{path} was run with other settings than {paths[0]}: "
+                             f"{report.get('settings')} vs {first.get('settings')}")
+        for key, rows in report["replicates"].items():
+            if key in per_replicate:
+                raise SystemExit(f"Replicate {key} is in more than one report. "
+                                 f"Received: {path}")
+            per_replicate[key] = rows
+    return {"command": "python bench/prune.py --merge " + " ".join(map(str, paths)),
+            "commands": [r.get("command") for r in reports], "data": first.get("data"),
+            "settings": first.get("settings"), "replicates": per_replicate,
+            "summary": summarise(per_replicate), "latency": first.get("latency", [])}
 
 
 def _copy(model, weights, example):
@@ -554,8 +618,21 @@ def main(argv: list[str] | None = None) -> dict:
                         help="real: 3 folds of seed 0, 2 retraining epochs of 20 iterations; "
                              "testbed: 160x160, "
                              "8 + 4 epochs. Each at most 60 minutes on 2 cores")
+    parser.add_argument("--no-latency", action="store_true",
+                        help="keep the previous invocation's latency rows instead of timing")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="combine these --json reports (same settings, different "
+                             "replicates) into --json and print the table; trains nothing")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.merge:
+        if args.json is None:
+            parser.error("--merge needs --json for the combined report")
+        report = merge(args.merge)
+        atomic_write_json(args.json, report)
+        print(markdown(report))
+        print(f"wrote {args.json}")
+        return report
     if args.quick:
         if args.data == "real":
             args.retrain_epochs, args.steps = 2, args.steps or 20
@@ -565,7 +642,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.seeds = [0] if args.data == "real" else [0, 1, 2]
     if args.retrain_lr is None and args.data == "testbed":
         args.retrain_lr = 3e-4
-    default = list(HYBRID_PLANS) if args.data == "real" else list(VARIANTS[2:])
+    default = list(HYBRID_PLANS) if args.data == "real" else [
+        v for v in VARIANTS if v not in BASELINES]
     if args.quick and args.data == "real":
         default = list(QUICK_REAL)
     args.variants = ([v.strip() for v in args.variants.split(",") if v.strip()]
@@ -591,7 +669,8 @@ def main(argv: list[str] | None = None) -> dict:
                 for seed in args.seeds for i in range(args.folds)
                 if args.only is None or i in args.only]
     else:
-        jobs = [(key, load) for key, _what, load, _names, _patients in replicates(args)]
+        jobs = [(key, load, names, records)
+                for key, _what, load, names, _patients, records in replicates(args)]
     if args.data == "real":
         # Variant by variant, every fold of one before the next: an interrupted run still
         # has whole variants (a mean and a standard error) for the first ones.
@@ -605,14 +684,20 @@ def main(argv: list[str] | None = None) -> dict:
         if args.data == "real":
             key, variants, job = entry
             per_replicate[key] = run_hybrid_replicate(args, key, job, variants)
-        elif entry[0] in per_replicate:
-            key = entry[0]
-            print(f"[{key}] done before, skipped", flush=True)
-            continue
         else:
-            key, job = entry
-            seed = int(key.split("-")[0].removeprefix("seed"))
-            per_replicate[key] = run_replicate(args, key, job, seed)
+            key, job, names, records = entry
+            rows = per_replicate.get(key)
+            if rows is not None and any(r["variant"] == "texture" for r in rows):
+                print(f"[{key}] done before, skipped", flush=True)
+                continue
+            if rows is None:
+                seed = int(key.split("-")[0].removeprefix("seed"))
+                rows = run_replicate(args, key, job, seed)
+            else:
+                print(f"[{key}] done before; adding the texture anchor", flush=True)
+            rows = with_texture(rows, records, names, args.runs / "texture-cache")
+            print(f"[{key}] {json.dumps(rows[1])}", flush=True)
+            per_replicate[key] = rows
         report = {"command": "python bench/prune.py " + " ".join(sys.argv[1:] if argv is None
                                                                    else argv),
                   "data": ("real BreaKHis subset (../shared/realdata), 100X, benign vs "
@@ -626,7 +711,10 @@ def main(argv: list[str] | None = None) -> dict:
                   "seconds_this_invocation": round(time.perf_counter() - started, 1)}
         atomic_write_json(out, report)
     report = read_json(out)
-    report["latency"] = latency(args, ["0", str(args.ratio), f"{args.ratio}c"])
+    if args.no_latency and report.get("latency"):
+        print("--no-latency: the latency rows of the previous invocation are kept", flush=True)
+    else:
+        report["latency"] = latency(args, ["0", str(args.ratio), f"{args.ratio}c"])
     report["seconds_this_invocation"] = round(time.perf_counter() - started, 1)
     atomic_write_json(out, report)
     print(markdown(report))
