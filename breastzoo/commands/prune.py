@@ -45,7 +45,8 @@ def prune(
                              "rate).")] = None,
     distill: Annotated[float, typer.Option(
         "--distill", help="Weight alpha in [0, 1] of distillation from the unpruned model "
-                          "(0: labels only).")] = 0.5,
+                          "(default 0: labels only; in docs/benchmarks.md a teacher lost "
+                          "accuracy).")] = 0.0,
     temperature: Annotated[float, typer.Option(
         "--temperature", help="Distillation temperature T.")] = 2.0,
     convs: Annotated[bool, typer.Option(
