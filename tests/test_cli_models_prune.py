@@ -135,3 +135,29 @@ def test_prune_source_resolves_run_folders_and_zoo_names(tmp_path):
         resolve_source("hybrid_200x", tmp_path / "zoo")
     with pytest.raises(ValueError, match="hybrid_2000x|Unknown|unknown"):
         resolve_source("hybrid_2000x", tmp_path / "zoo")
+
+
+def test_prune_retrains_without_a_teacher_unless_asked(monkeypatch, tmp_path):
+    """The measured default (docs/benchmarks.md: a teacher cost 4.7 points on the real subset
+    and 9.7 on the testbed) is labels alone, in the CLI and in prune_run itself."""
+    import inspect
+
+    import breastzoo.pruning.run
+
+    signature = inspect.signature(breastzoo.pruning.run.prune_run)
+    assert signature.parameters["distill"].default == 0.0
+    seen: dict[str, object] = {}
+
+    def fake_prune(source, ratio, **kwargs):
+        seen.update(kwargs)
+        return {"metrics": {}, **{k: 0 for k in (
+            "params_before", "params_after", "macs_before", "macs_after", "irr_before",
+            "irr_after", "gzip_bytes_before", "gzip_bytes_after")}, "run_dir": str(tmp_path)}
+
+    monkeypatch.setattr(breastzoo.pruning.run, "prune_run", fake_prune)
+    result = runner.invoke(app, ["prune", str(tmp_path), "--ratio", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert seen["distill"] == 0.0
+    result = runner.invoke(app, ["prune", str(tmp_path), "--ratio", "0.5", "--distill", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert seen["distill"] == 0.3
