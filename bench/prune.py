@@ -369,9 +369,9 @@ def run_replicate(args, key: str, load, seed: int) -> list[dict]:
 #: Real-subset variants: ``breastzoo prune`` (:func:`breastzoo.pruning.run.prune_run`)
 #: keyword arguments, on top of ``--ratio`` and the retraining budget.
 #: In the order they run (every fold of one before the next), most telling first.
-#: Every plan states ``distill``: ``prune_run``'s own default (0.5, the CLI's) would otherwise
-#: give the plans without ``+kd`` a teacher. Until 2026-12-02 evening it did, for the runs
-#: of the second replicate (``prune_real_quick_r2.json``); see docs/benchmarks.md.
+#: Every plan states ``distill``, so a change of ``prune_run``'s default cannot change a plan.
+#: While that default was 0.5 (2026-12-02) the plans without ``+kd`` silently had a teacher,
+#: in the first runs of the second replicate (``prune_real_quick_r2.json``, docs/benchmarks.md).
 HYBRID_PLANS: dict[str, dict] = {
     "unpruned+retrain": dict(ratio=0.0, distill=0.0),
     "sep/restart+kd": dict(distill="alpha"),
