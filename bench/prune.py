@@ -714,6 +714,8 @@ def main(argv: list[str] | None = None) -> dict:
                            "malignant, patient-wise split seeds; one full-width branch"),
                   "settings": settings, "replicates": per_replicate,
                   "summary": summarise(per_replicate),
+                  # kept until re-timed below, so that --no-latency can keep them
+                  "latency": previous.get("latency", []),
                   "seconds_this_invocation": round(time.perf_counter() - started, 1)}
         atomic_write_json(out, report)
     report = read_json(out)

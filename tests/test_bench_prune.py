@@ -103,3 +103,32 @@ def test_texture_row_scores_the_test_records(tmp_path):
     assert row["label_counts"] == [2, 2]
     assert sum(row["prediction_counts"]) == 4
     assert row["balanced_accuracy"] == pytest.approx(1.0)
+
+
+def test_no_latency_keeps_the_previous_rows_through_a_rerun(monkeypatch, tmp_path):
+    """A rerun that adds the texture anchor to an old replicate rewrites the report; with
+    --no-latency it keeps the timed rows it was given instead of re-timing."""
+    out = tmp_path / "r.json"
+    settings = {"data": "testbed", "size": 224, "epochs": 10, "retrain_epochs": 6,
+                "steps": None, "batch": 16, "lr": 1e-3, "retrain_lr": 3e-4, "ratio": 0.5,
+                "sparsity": 0.5, "alpha": 0.5, "temperature": 2.0}
+    rows = [_row("majority", 0.5), _row("unpruned+retrain", 0.8)]
+    timed = [{"ratio": "0", "latency_x": 1.0}, {"ratio": "0.5", "latency_x": 0.8}]
+    out.write_text(json.dumps({"settings": settings, "replicates": {"seed0": rows},
+                               "summary": prune.summarise({"seed0": rows}),
+                               "latency": timed}))
+    monkeypatch.setattr(prune, "replicates", lambda args: iter(
+        [("seed0", "split seed 0", None, ["benign", "malignant"], [], ([], []))]))
+    monkeypatch.setattr(prune, "texture_row", lambda *a: _row("texture", 0.7))
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("--no-latency timed the models")
+
+    monkeypatch.setattr(prune, "latency", no_timing)
+    report = prune.main(["--data", "testbed", "--seeds", "0", "--json", str(out),
+                         "--no-latency"])
+    assert report["latency"] == timed
+    assert json.loads(out.read_text())["latency"] == timed
+    assert [r["variant"] for r in report["replicates"]["seed0"]] == [
+        "majority", "texture", "unpruned+retrain"]
+    assert report["summary"]["texture"]["balanced_accuracy"]["mean"] == pytest.approx(0.7)
