@@ -172,19 +172,13 @@ def texture_row(train, test, class_names: list[str], cache: Path) -> dict:
     """The simple anchor on one replicate: texture features + logistic regression
     (:class:`breastzoo.models.texture.TextureClassifier`), fitted on ``train`` and scored on
     ``test`` (image records) -> a row of the same shape as the pruned variants'."""
-    from sklearn.metrics import balanced_accuracy_score
-
     from breastzoo.models.texture import TextureClassifier
 
     started = time.perf_counter()
     clf = TextureClassifier(cache_dir=cache)
     clf.fit(train, class_names, task="binary")
-    pred = np.argmax(clf.predict_proba(test), axis=1)
     y = np.array([class_names.index(r.label) for r in test])
-    return {"variant": "texture", "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-            "accuracy": float((pred == y).mean()),
-            "prediction_counts": np.bincount(pred, minlength=len(class_names)).tolist(),
-            "label_counts": np.bincount(y, minlength=len(class_names)).tolist(),
+    return {"variant": "texture", **_scores(y, clf.predict_proba(test)),
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -249,15 +243,19 @@ def _compile(model, lr) -> None:
                   metrics=["accuracy"], run_eagerly=True)
 
 
-def _score(model, x, y) -> dict:
+def _scores(y, probs) -> dict:
+    """A row's scores from labels ``y`` and class probabilities ``probs``."""
     from sklearn.metrics import balanced_accuracy_score
 
-    probs = model.predict(x, batch_size=32, verbose=0)
     pred = np.argmax(probs, axis=1)
     return {"balanced_accuracy": float(balanced_accuracy_score(y, pred)),
             "accuracy": float((pred == y).mean()),
             "prediction_counts": np.bincount(pred, minlength=probs.shape[1]).tolist(),
             "label_counts": np.bincount(y, minlength=probs.shape[1]).tolist()}
+
+
+def _score(model, x, y) -> dict:
+    return _scores(y, model.predict(x, batch_size=32, verbose=0))
 
 
 def _size(model) -> dict:
@@ -702,7 +700,8 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 print(f"[{key}] done before; adding the texture anchor", flush=True)
             rows = with_texture(rows, records, names, args.runs / "texture-cache")
-            print(f"[{key}] {json.dumps(rows[1])}", flush=True)
+            print(f"[{key}] {json.dumps(next(r for r in rows if r['variant'] == 'texture'))}",
+                  flush=True)
             per_replicate[key] = rows
         report = {"command": "python bench/prune.py " + " ".join(sys.argv[1:] if argv is None
                                                                    else argv),
